@@ -1,0 +1,20 @@
+"""setr_edu: SETR (Zheng et al., CVPR 2021) from scratch, the library behind the setr-edu book.
+
+Public API (GUIDE §2); keep this a list of names.
+"""
+from .config import ENCODER_PRESETS, DecoderConfig, EncoderConfig, encoder_config
+from .model import (
+    MLP,
+    SETR,
+    MultiHeadSelfAttention,
+    PatchEmbedding,
+    TransformerBlock,
+    ViTEncoder,
+    build_setr,
+    download_paper_weights,
+    load_timm_weights,
+    resize_pos_embed,
+)
+from .profile import PROFILES, Profile, get_profile, seed_everything
+
+__version__ = "0.1.0"
