@@ -1,0 +1,3 @@
+"""Data: the synthetic context task, real dataset loaders, joint transforms and download helpers."""
+from .synthetic import SyntheticContextDataset
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, to_tensor
