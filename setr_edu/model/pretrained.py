@@ -91,6 +91,10 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
     if ckpt_depth and ckpt_depth != encoder.config.depth:
         raise ValueError(f"checkpoint has {ckpt_depth} transformer blocks but the encoder has {encoder.config.depth}; "
                          f"build the matching preset (base = 12 blocks, large = 24)")
+    ckpt_width = sd["cls_token"].shape[-1] if "cls_token" in sd else None
+    if ckpt_width is not None and ckpt_width != encoder.config.embed_dim:
+        raise ValueError(f"checkpoint is {ckpt_width} wide but the encoder is {encoder.config.embed_dim} wide; "
+                         f"build the matching preset (tiny 192, small 384, base 768, large 1024)")
     new = {}
     for key, value in sd.items():
         if key.startswith(_DROPPED_PREFIXES):
@@ -102,8 +106,6 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
         if key == "pos_embed" and value.shape != target[key].shape:
             n_prefix = 1
             old = _grid_of(value.shape[1] - n_prefix)
-            if value.shape[-1] != target[key].shape[-1]:
-                raise ValueError(f"pos_embed width {value.shape[-1]} != encoder width {target[key].shape[-1]}")
             value = resize_pos_embed(value, old, encoder.grid, n_prefix, mode=encoder.pos_resize)
             report.pos_embed_resized = (old, encoder.grid)
         if value.shape != target[key].shape:
