@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .transforms import to_tensor
+from .transforms import SeededTransforms
 
 SHAPES = ("circle", "square", "triangle")
 # Key colours (RGB) and their names; the first ``num_keys`` are used.
@@ -42,7 +42,7 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 IGNORE_INDEX = 255
 
 
-class SyntheticContextDataset(Dataset):
+class SyntheticContextDataset(SeededTransforms, Dataset):
     """Procedural "shapes + key" segmentation, deterministic per ``(seed, split, index)``.
 
     Args:
@@ -54,8 +54,9 @@ class SyntheticContextDataset(Dataset):
         num_shapes: (min, max) shapes per image.
         key_size: side of the key block as a fraction of ``img_size``.
         key_clearance: shape centres are at least this fraction of ``img_size`` away from the key's centre.
-        transforms: optional callable ``(image_uint8_HWC, label_HW) -> (image, label)``; the default converts
-            to a float tensor ``(3, H, W)`` normalised with ImageNet mean/std and an int64 label ``(H, W)``.
+        transforms: optional :class:`~setr_edu.data.transforms.Compose` (called with a generator seeded by
+            ``(seed, epoch, index)``, see ``set_epoch``) or any callable ``(image_uint8_HWC, label_HW)``; the
+            default gives a float tensor ``(3, H, W)`` normalised with ImageNet mean/std and an int64 ``(H, W)``.
 
     ``ds[i]`` -> ``(image, label)``; ``ds.get_raw(i)`` -> ``(image uint8 (H, W, 3), label uint8 (H, W))`` for plots.
     Label values are in ``[0, num_classes)`` or 255 (the key block).
@@ -73,7 +74,7 @@ class SyntheticContextDataset(Dataset):
         self.num_samples, self.img_size, self.seed, self.split = int(num_samples), int(img_size), seed, split
         self.num_keys, self.num_shapes = num_keys, tuple(num_shapes)
         self.key_size, self.key_clearance = key_size, key_clearance
-        self.transforms = transforms
+        self.transforms, self.transform_seed = transforms, seed
         self.key_names = tuple(list(KEY_COLOURS)[:num_keys])
         self.class_names = ("background",) + tuple(f"{s}|{k}" for k in self.key_names for s in SHAPES)
         self.num_classes = len(self.class_names)
@@ -85,7 +86,7 @@ class SyntheticContextDataset(Dataset):
 
     def __getitem__(self, index: int):
         image, label = self.get_raw(index)
-        return (self.transforms or to_tensor)(image, label)
+        return self.apply_transforms(image, label, index)
 
     def class_index(self, shape: str, key: str) -> int:
         """Label value of ``shape`` ("circle" | "square" | "triangle") in an image whose key is ``key``."""

@@ -1,14 +1,272 @@
-"""Joint image/mask transforms (paper §4 "Implementation details"; spec §4.2). Full pipeline to follow."""
+"""Joint image/mask transforms of the paper's recipe (paper §4 "Implementation details"; spec §4.2).
+
+Training, in the official order (fudan-zvg/SETR = mmsegmentation 0.x configs):
+
+1. :class:`RandomResize` ratio 0.5-2.0 of a base scale, keep aspect ratio (image bilinear, label nearest);
+2. :class:`RandomCrop` with ``cat_max_ratio=0.75`` (re-draw up to 10 times if one class fills > 75% of the crop);
+3. :class:`RandomFlip` horizontal, p = 0.5;
+4. :class:`PhotoMetricDistortion`: brightness +-32, contrast 0.5-1.5, saturation 0.5-1.5, hue +-18, each p = 0.5;
+5. :class:`Normalize` with ImageNet mean/std; 6. :class:`Pad` to the crop size (image 0, label 255); :class:`ToTensor`.
+
+Every transform takes and returns ``(image, label)``: image ``(H, W, 3)`` numpy (uint8 until Normalize, then
+float32), label ``(H, W)`` numpy. PIL images and ``(3, H, W)`` tensors are accepted at the input of
+:class:`Compose`. Randomness comes only from a ``numpy.random.Generator`` passed as ``rng``: the datasets pass
+one seeded by ``(seed, epoch, index)``, so an augmented sample is reproducible no matter which DataLoader worker
+draws it, and a resumed run sees exactly the same crops (see :class:`SeededTransforms`).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)  # RGB, 0-255 scale (mmseg img_norm_cfg)
 IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+IGNORE_INDEX = 255
 
 
 def to_tensor(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 image (H, W, 3) + label (H, W) -> ImageNet-normalised float (3, H, W) + int64 (H, W)."""
-    img = (np.asarray(image, dtype=np.float32) - IMAGENET_MEAN) / IMAGENET_STD  # (H, W, 3)
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), torch.from_numpy(np.asarray(label).astype(np.int64))
+    return ToTensor()(*Normalize()(image, label))
+
+
+def resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]):
+    """Resize to ``size = (H, W)``: image bilinear (align_corners=False, no antialias, like OpenCV's INTER_LINEAR),
+    label nearest (like OpenCV's INTER_NEAREST). ``label=None`` resizes the image only."""
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+    if image.dtype == np.uint8:
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if label is None:
+        return out, None
+    lab = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))[None, None].float()
+    lab = F.interpolate(lab, size=size, mode="nearest")[0, 0].numpy().astype(label.dtype)
+    return out, lab
+
+
+def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """Keep-ratio target size (mmcv ``imrescale``): the largest size with long side <= max(scale) and short
+    side <= min(scale). Returns ``(new_h, new_w)``."""
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+class RandomResize:
+    """Resize so the image fits ``img_scale x ratio`` (keep ratio), ``ratio ~ U(ratio_range)``.
+
+    ``img_scale`` is the base scale as (long, short) in any order, e.g. (2048, 512) for ADE20K. With
+    ``ratio_range=None`` the ratio is 1 (the deterministic test-time resize). ``resize_label=False`` leaves the
+    label at its original size (test time: metrics are computed at the original resolution, as in mmseg)."""
+
+    def __init__(self, img_scale: tuple[int, int], ratio_range: tuple[float, float] | None = (0.5, 2.0),
+                 resize_label: bool = True):
+        self.img_scale, self.ratio_range, self.resize_label = tuple(img_scale), ratio_range, resize_label
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        ratio = 1.0 if self.ratio_range is None else rng.uniform(*self.ratio_range)
+        scale = (int(self.img_scale[0] * ratio), int(self.img_scale[1] * ratio))
+        size = rescale_size(image.shape[0], image.shape[1], scale)
+        image_out, label_out = resize(image, label if self.resize_label else None, size)
+        return image_out, (label_out if self.resize_label else label)
+
+
+class RandomCrop:
+    """Random ``crop = (h, w)`` window (smaller images are kept whole; :class:`Pad` fills them later).
+
+    ``cat_max_ratio < 1``: re-draw the window (up to 10 times) unless the crop holds at least two classes and
+    none of them covers ``>= cat_max_ratio`` of the non-ignored pixels. As in mmseg, after 10 failures the
+    11th window is used unchecked."""
+
+    def __init__(self, crop: int | tuple[int, int], cat_max_ratio: float = 0.75, ignore_index: int = IGNORE_INDEX):
+        self.crop = (crop, crop) if isinstance(crop, int) else tuple(crop)
+        self.cat_max_ratio, self.ignore_index = cat_max_ratio, ignore_index
+
+    def window(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        y = int(rng.integers(0, max(h - self.crop[0], 0) + 1))
+        x = int(rng.integers(0, max(w - self.crop[1], 0) + 1))
+        return y, min(y + self.crop[0], h), x, min(x + self.crop[1], w)
+
+    def accept(self, label_crop: np.ndarray) -> bool:
+        values, counts = np.unique(label_crop, return_counts=True)
+        counts = counts[values != self.ignore_index]
+        return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        y0, y1, x0, x1 = self.window(*label.shape[:2], rng)
+        if self.cat_max_ratio < 1:
+            for _ in range(10):
+                if self.accept(label[y0:y1, x0:x1]):
+                    break
+                y0, y1, x0, x1 = self.window(*label.shape[:2], rng)
+        return image[y0:y1, x0:x1], label[y0:y1, x0:x1]
+
+
+class RandomFlip:
+    """Horizontal flip of image and label together with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.5):
+        self.prob = prob
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        if rng.uniform() < self.prob:
+            return image[:, ::-1], label[:, ::-1]
+        return image, label
+
+
+class PhotoMetricDistortion:
+    """mmseg's photometric distortion on a uint8 RGB image (the label is untouched).
+
+    Order: brightness, then contrast either first (mode 0: after hue) or second (mode 1), saturation, hue. Each
+    step happens with p = 0.5. Saturation and hue act in OpenCV's 8-bit HSV (H in [0, 180), S and V in [0, 255]),
+    so ``hue_delta=18`` is +-36 degrees, as in the official code."""
+
+    def __init__(self, brightness_delta: int = 32, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
+                 hue_delta: int = 18):
+        self.brightness_delta, self.hue_delta = brightness_delta, hue_delta
+        self.contrast_range, self.saturation_range = contrast_range, saturation_range
+
+    @staticmethod
+    def _convert(x: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+        return np.clip(x.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        img = image
+        if rng.integers(2):  # brightness
+            img = self._convert(img, beta=rng.uniform(-self.brightness_delta, self.brightness_delta))
+        mode = rng.integers(2)
+        if mode == 1 and rng.integers(2):  # contrast first
+            img = self._convert(img, alpha=rng.uniform(*self.contrast_range))
+        if rng.integers(2):  # saturation
+            hsv = rgb_to_hsv(img)
+            hsv[..., 1] = self._convert(hsv[..., 1], alpha=rng.uniform(*self.saturation_range))
+            img = hsv_to_rgb(hsv)
+        if rng.integers(2):  # hue
+            hsv = rgb_to_hsv(img)
+            delta = rng.integers(-self.hue_delta, self.hue_delta) if self.hue_delta else 0  # numpy randint: high is exclusive, as in mmseg
+            hsv[..., 0] = (hsv[..., 0].astype(np.int64) + delta) % 180
+            img = hsv_to_rgb(hsv)
+        if mode == 0 and rng.integers(2):  # contrast last
+            img = self._convert(img, alpha=rng.uniform(*self.contrast_range))
+        return img, label
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> uint8 HSV in OpenCV's 8-bit convention (H = degrees / 2)."""
+    x = rgb.astype(np.float32)
+    v, mn = x.max(-1), x.min(-1)
+    d = v - mn
+    s = np.where(v > 0, 255 * d / np.maximum(v, 1e-6), 0)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    dd = np.maximum(d, 1e-6)
+    h = np.where(v == r, 60 * (g - b) / dd, np.where(v == g, 120 + 60 * (b - r) / dd, 240 + 60 * (r - g) / dd))
+    h = np.where(d == 0, 0, h) % 360
+    return np.stack([np.rint(h / 2) % 180, np.rint(s), v], -1).astype(np.uint8)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_hsv` (uint8 in, uint8 out)."""
+    h = hsv[..., 0].astype(np.float32) * 2 / 60  # sector in [0, 6)
+    s, v = hsv[..., 1].astype(np.float32) / 255, hsv[..., 2].astype(np.float32)
+    k = (np.array([5, 3, 1], dtype=np.float32) + h[..., None]) % 6  # R, G, B
+    rgb = v[..., None] * (1 - s[..., None] * np.clip(np.minimum(k, 4 - k), 0, 1))
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+class Normalize:
+    """(image - mean) / std per RGB channel -> float32 (ImageNet statistics on the 0-255 scale by default)."""
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    def __call__(self, image, label, rng=None):
+        return (np.asarray(image, dtype=np.float32) - self.mean) / self.std, label
+
+
+class Pad:
+    """Pad bottom/right up to ``size = (h, w)``: image with ``pad_val`` (0, i.e. the mean colour after
+    Normalize), label with ``seg_pad_val`` (255, ignored by the loss and the metric)."""
+
+    def __init__(self, size: int | tuple[int, int], pad_val: float = 0, seg_pad_val: int = IGNORE_INDEX):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.pad_val, self.seg_pad_val = pad_val, seg_pad_val
+
+    def __call__(self, image, label, rng=None):
+        ph, pw = max(self.size[0] - image.shape[0], 0), max(self.size[1] - image.shape[1], 0)
+        if ph or pw:
+            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), constant_values=self.pad_val)
+            label = np.pad(label, ((0, ph), (0, pw)), constant_values=self.seg_pad_val)
+        return image, label
+
+
+class ToTensor:
+    """(H, W, 3) image -> float32 tensor (3, H, W); (H, W) label -> int64 tensor (H, W)."""
+
+    def __call__(self, image, label, rng=None):
+        img = torch.from_numpy(np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1)))
+        return img, torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
+
+
+class Compose:
+    """Apply transforms in order; ``compose(image, label, rng)``. Without ``rng`` a fresh unseeded generator is
+    used (fine for looking at samples, not for reproducible training: datasets pass a seeded one)."""
+
+    def __init__(self, transforms: list):
+        self.transforms = list(transforms)
+
+    def __call__(self, image, label, rng: np.random.Generator | None = None):
+        rng = np.random.default_rng() if rng is None else rng
+        image, label = _as_numpy(image, label)
+        for t in self.transforms:
+            image, label = t(image, label, rng)
+        return image, label
+
+    def __repr__(self) -> str:
+        return "Compose(\n" + "".join(f"  {type(t).__name__}({vars(t)}),\n" for t in self.transforms) + ")"
+
+
+def _as_numpy(image, label):
+    if isinstance(image, torch.Tensor):  # (3, H, W) -> (H, W, 3)
+        image = image.permute(1, 2, 0).numpy()
+    if isinstance(label, torch.Tensor):
+        label = label.numpy()
+    return np.asarray(image), np.asarray(label)
+
+
+def train_pipeline(crop: int | tuple[int, int], img_scale: tuple[int, int], ratio_range=(0.5, 2.0),
+                   cat_max_ratio: float = 0.75, flip_prob: float = 0.5, photometric: bool = True) -> Compose:
+    """The paper's training augmentation (spec §4.2), e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K."""
+    steps = [RandomResize(img_scale, ratio_range), RandomCrop(crop, cat_max_ratio), RandomFlip(flip_prob)]
+    steps += [PhotoMetricDistortion()] if photometric else []
+    return Compose(steps + [Normalize(), Pad(crop), ToTensor()])
+
+
+def test_pipeline(img_scale: tuple[int, int] | None = None) -> Compose:
+    """Test-time preprocessing: keep-ratio resize of the image only to ``img_scale`` (None: no resize),
+    Normalize, ToTensor. The label keeps its original size; predictions are resized back to it."""
+    steps = [] if img_scale is None else [RandomResize(img_scale, None, resize_label=False)]
+    return Compose(steps + [Normalize(), ToTensor()])
+
+
+test_pipeline.__test__ = False  # not a pytest test, despite its name
+
+
+class SeededTransforms:
+    """Mixin for datasets: ``apply_transforms(image, label, index)`` runs ``self.transforms`` with a generator
+    seeded by ``(transform_seed, epoch, index)``. Call ``set_epoch(e)`` each epoch (like DistributedSampler) so
+    every epoch sees new augmentations while any sample stays reproducible. Plain callables
+    ``f(image, label)`` (no rng argument) are called as they are."""
+
+    transforms = None
+    transform_seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def apply_transforms(self, image, label, index: int):
+        if self.transforms is None:
+            return to_tensor(image, label)
+        if isinstance(self.transforms, Compose):
+            rng = np.random.default_rng([self.transform_seed, self.epoch, index])
+            return self.transforms(image, label, rng)
+        return self.transforms(image, label)
