@@ -116,3 +116,30 @@ def test_loader_accepts_wrapped_official_checkpoints():
     report = load_timm_weights(enc, wrapped)
     assert not report.missing and not report.unexpected
     torch.testing.assert_close(enc.blocks[5].attn.qkv.weight, ref.blocks[5].attn.qkv.weight)
+
+
+def test_download_paper_weights_from_url_and_fallback(tmp_path, monkeypatch, capsys):
+    """The real download path, pointed at a local file: hash-checked, cached, then loadable; and timm fallback."""
+    import hashlib
+
+    from setr_edu.model import pretrained
+
+    ref = perturbed_timm("vit_tiny_patch16_224")
+    raw = tmp_path / "raw.pth"
+    torch.save(ref.state_dict(), raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
+    served = tmp_path / f"vit_tiny-{digest}.pth"  # torch.hub checks the hash prefix in the name
+    raw.rename(served)
+    monkeypatch.setitem(pretrained.PAPER_WEIGHTS, "tiny", dict(url=served.as_uri(), timm="vit_tiny_patch16_224", note=""))
+    sd = pretrained.download_paper_weights("tiny", cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / served.name).exists()
+    enc = ViTEncoder(encoder_config("tiny"), img_size=224)
+    assert not load_timm_weights(enc, sd).missing
+
+    # a corrupted download fails the hash check and falls back to timm's tag (created here without weights)
+    served.write_bytes(b"not a checkpoint")
+    fake = perturbed_timm("vit_tiny_patch16_224")
+    monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False: fake)
+    sd = pretrained.download_paper_weights("tiny", cache_dir=tmp_path / "cache2")
+    assert "falling back to timm 'vit_tiny_patch16_224'" in capsys.readouterr().out
+    assert sd["pos_embed"].shape == (1, 197, 192)
