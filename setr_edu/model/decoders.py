@@ -46,13 +46,13 @@ class UpHead(nn.Module):
     ``(B, D, h, w) -> (B, K, H, W)`` where ``(H, W)`` is the ``out_size`` passed to ``forward``.
     The three SETR configurations (official ``VisionTransformerUpHead``):
 
-    ===================  ======  ===========  =====================================
-    head                 kernel  ups          paper
-    ===================  ======  ===========  =====================================
-    Naive (main, aux)    1       (1,)         "1x1 conv + sync BN (w/ ReLU) + 1x1 conv"
-    PUP main             3       (2, 2, 2, 1) 4 x (conv + 2x up); the last 2x is the final resize
-    PUP aux              3       (4,)         conv + 4x up, classifier, then 4x to the input
-    ===================  ======  ===========  =====================================
+    ===================  ======  ============  ==============================================
+    head                 kernel  ups           paper / official code
+    ===================  ======  ============  ==============================================
+    Naive (main, aux)    1       (1,)          "1x1 conv + sync BN (w/ ReLU) + 1x1 conv"
+    PUP main             3       (2, 2, 2, 1)  4 x (conv + 2x up); the last 2x is the final resize
+    PUP aux              3       (4,)          conv + 4x up, classifier, then 4x to the input
+    ===================  ======  ============  ==============================================
     """
 
     def __init__(self, in_dim: int, num_classes: int, channels: int = 256, kernel_size: int = 1,

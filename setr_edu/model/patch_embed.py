@@ -48,7 +48,7 @@ class PatchEmbedding(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (B, D, H/p, W/p) -> (B, N, D), patches in row-major order
 
     def forward_unfold(self, x: torch.Tensor) -> torch.Tensor:
-        """The same map written as "flatten each patch, then one Linear layer" (equal to :meth:`forward`)."""
+        """The same map written as "flatten each patch, then one Linear layer" (equal to ``forward``)."""
         check_image(x, self.in_chans, self.patch_size)
         p = self.patch_size
         patches = F.unfold(x, kernel_size=p, stride=p)  # (B, C, H, W) -> (B, C*p*p, N), channel-major per patch
