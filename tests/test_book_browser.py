@@ -1,0 +1,133 @@
+"""The rendered book, opened page by page in headless Chromium (issue 7).
+
+A build that passes can still show a reader broken pages: missing figures, raw LaTeX, notebooks committed without
+outputs, dead navigation, a Colab button pointing nowhere, empty widget boxes. These tests serve ``_build/html`` on
+127.0.0.1, open the root page and every page of ``_toc.yml`` (new chapters are covered without editing this file),
+and check them with ``tests/browser_check.py``. A full-page screenshot of each page is saved to
+``_build/screenshots/<page>.png`` as a build artefact. The book is (re)built first if ``_build/html`` is missing or
+older than its sources.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and the ``selenium`` package.
+Without them the tests skip with the reason, except in CI (``CI=true``), where they fail: CI must prove the pages.
+``SETR_EDU_BOOK_ROOT=/path/to/a/book/copy`` checks another copy of the book (used while developing the checks).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import browser_check as bc
+
+ROOT = Path(os.environ.get("SETR_EDU_BOOK_ROOT", bc.ROOT)).resolve()
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SHOTS = ROOT / "_build" / "screenshots"
+
+try:
+    PAGES, TOC_ERROR = bc.toc_pages(ROOT), None
+except Exception as err:  # a half-added chapter must fail one test, not stop the whole suite from collecting
+    PAGES, TOC_ERROR = [], err
+
+
+def test_toc_lists_existing_pages():
+    assert TOC_ERROR is None, f"_toc.yml cannot be read into pages: {TOC_ERROR}"
+    assert PAGES and PAGES[0].source.is_file()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = bc.missing_browser()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI must run the browser test, but {reason}")
+        pytest.skip(f"browser test skipped: {reason}")
+    driver = bc.start_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def site(browser) -> Path:
+    """``_build/html``, built first when missing or stale (needs the browser fixture: skip before building)."""
+    reason = bc.stale_reason(ROOT)
+    if reason:
+        print(f"building the book: {reason}")
+        try:
+            bc.build_book(ROOT)
+        except RuntimeError as err:
+            pytest.fail(str(err))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    return ROOT / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def checker(browser, site):
+    with bc.serve(site) as base:
+        yield bc.BookChecker(browser, base, PAGES, ROOT)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.docname for p in PAGES])
+def test_page_renders_cleanly(checker, page):
+    problems = checker.check(page, screenshot_dir=SHOTS)
+    assert not problems, "the rendered page is broken:\n  " + "\n  ".join(problems)
+    from PIL import Image
+
+    with Image.open(SHOTS / page.shot_name) as shot:
+        low, high = shot.convert("L").getextrema()
+        assert shot.height >= 300 and high - low > 100, f"screenshot of {page.docname} is blank ({shot.size})"
+
+
+def test_site_index_opens_the_root_page(checker):
+    checker.driver.get(checker.base + "index.html")  # Jupyter Book writes a redirect to the root page here
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    want = checker.url(PAGES[0])
+    WebDriverWait(checker.driver, 10).until(lambda d: d.current_url == want, f"index.html did not open {want}")
+
+
+def _site_copy(site: Path, dest: Path) -> Path:
+    """A copy of the built site, hard-linked where possible (plant_breakage replaces files, never edits them)."""
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return Path(shutil.copytree(site, dest / "html", copy_function=link_or_copy))
+
+
+def test_checker_reports_exactly_a_planted_broken_image_and_link(browser, site, tmp_path):
+    root_page = PAGES[0]
+    copy = _site_copy(site, tmp_path)
+    bc.plant_breakage(copy, root_page, '<p><img src="../_images/planted-missing.png" alt="planted"> '
+                                       '<a href="planted-missing-page.html">planted link</a></p>')
+    with bc.serve(copy) as base:
+        problems = bc.BookChecker(browser, base, PAGES, ROOT).check(root_page)
+    assert problems == [f"{root_page.docname}: image does not load: _images/planted-missing.png",
+                        f"{root_page.docname}: broken article link 'planted-missing-page.html' -> HTTP 404"]
+    assert (site / root_page.html).read_text().count("planted") == 0, "planting touched the real build"
+
+
+def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
+    """Each remaining check, fed one break it must see: error box, raw LaTeX, bad math, dead anchor, bad Colab."""
+    root_page = PAGES[0]
+    copy = _site_copy(site, tmp_path)
+    bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
+                                       '<p>raw $$x^2$$ text</p><span class="math">\\(\\frac{a}{b\\)</span>'
+                                       '<a href="#planted-no-such-anchor">anchor</a>')
+    notebooks = [p for p in PAGES if p.is_notebook]
+    if notebooks:
+        bc.plant_breakage(copy, notebooks[0], '<div class="cell"><div class="cell_input"></div></div><a href='
+                                              '"https://colab.research.google.com/github/x/y/blob/master/z.ipynb">x</a>')
+    with bc.serve(copy) as base:
+        checker = bc.BookChecker(browser, base, PAGES, ROOT)
+        found = "\n".join(checker.check(root_page) + (checker.check(notebooks[0]) if notebooks else []))
+    expected = ["Sphinx error box: 'Unknown directive type \"planted\".'", "unrendered LaTeX in text: 'raw $$x^2$$ text'",
+                "math with unbalanced braces", f"no #planted-no-such-anchor on {root_page.html}"]
+    if notebooks:
+        expected += ["code cells: notebook has", "Colab link 'https://colab.research.google.com/github/x/y/blob/"]
+    missing = [e for e in expected if e not in found]
+    assert not missing, f"the checker missed {missing}; it reported:\n{found}"
