@@ -61,7 +61,12 @@ def ds_key_rgb(name):
 
 def test_synthetic_context_free_control_and_bad_arguments():
     ds = SyntheticContextDataset(2, 64, num_keys=1)
-    assert ds.num_classes == 4 and ds.class_names == ("background", "circle|red", "square|red", "triangle|red")
+    assert ds.num_classes == 2 and ds.class_names == ("background", "object|red")
+    hard = SyntheticContextDataset(2, 64, class_per_shape=True)
+    assert hard.num_classes == 7 and hard.class_names[1:4] == ("circle|red", "square|red", "triangle|red")
+    assert hard.class_index("square", "blue") == 5 and ds.class_index("square", "red") == 1
+    with pytest.raises(ValueError, match="shapes"):
+        SyntheticContextDataset(2, 64, shapes=("hexagon",))
     with pytest.raises(ValueError, match="split"):
         SyntheticContextDataset(2, 64, split="training")
     with pytest.raises(IndexError):

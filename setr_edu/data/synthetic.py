@@ -8,11 +8,12 @@ testable in minutes on a laptop:
   random colour, size, position and rotation;
 * one corner holds a small solid **key** block whose colour (red or blue by default) is the only thing that says
   which "world" the image belongs to;
-* the class of a shape pixel is ``(shape, key)``: a circle is ``circle|red`` if the key is red and
-  ``circle|blue`` if it is blue. Shape colour is independent of the key.
+* every shape pixel's class is the key's colour: ``object|red`` if the key is red, ``object|blue`` if it is
+  blue, whatever the shape looks like (shape and colour are independent of the key).
+  ``class_per_shape=True`` makes the harder variant where the class is ``(shape, key)``, e.g. ``circle|red``.
 
-A model that only sees a local window around a shape can tell its geometry but must guess the key, so it confuses
-``circle|red`` with ``circle|blue``; a model that can look across the whole image (self-attention) can read the key.
+A model that only sees a local window around a shape can find the object but must guess the key, so it confuses
+``object|red`` with ``object|blue``; a model that can look across the whole image (self-attention) can read the key.
 Shapes are kept far from the key (at least ``key_clearance`` x image size away from its centre), so no
 small receptive field covers both. The key block itself is labelled 255 (``ignore``): it is a cue, not an object.
 
@@ -22,8 +23,8 @@ With ``num_keys=1`` the key carries no information, which gives the "context-fre
     >>> image, label = ds[0]
     >>> tuple(image.shape), tuple(label.shape), label.dtype
     ((3, 64, 64), (64, 64), torch.int64)
-    >>> ds.num_classes, ds.class_names[:3]
-    (7, ('background', 'circle|red', 'square|red'))
+    >>> ds.num_classes, ds.class_names
+    (3, ('background', 'object|red', 'object|blue'))
 """
 from __future__ import annotations
 
@@ -50,10 +51,15 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
         img_size: side length H = W in pixels (96 for the ``cpu`` profile, 64 for ``ci``).
         seed: base seed; ``split`` ("train" | "val" | "test") selects an independent stream, so train and
             val never share an image.
-        num_keys: number of key colours (1-4). Classes are ``background`` + ``len(SHAPES) * num_keys``.
+        num_keys: number of key colours (1-4). Classes are ``background`` + one per key colour
+            (+ one per (shape, key) pair with ``class_per_shape=True``).
         num_shapes: (min, max) shapes per image.
         key_size: side of the key block as a fraction of ``img_size``.
         key_clearance: shape centres are at least this fraction of ``img_size`` away from the key's centre.
+        shapes: the shape kinds drawn (a subset of ``SHAPES``).
+        class_per_shape: also split classes by shape kind (harder: a tiny ViT needs many more steps).
+        key_corner: put the key in this corner (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right)
+            instead of a random one.
         transforms: optional :class:`~setr_edu.data.transforms.Compose` (called with a generator seeded by
             ``(seed, epoch, index)``, see ``set_epoch``) or any callable ``(image_uint8_HWC, label_HW)``; the
             default gives a float tensor ``(3, H, W)`` normalised with ImageNet mean/std and an int64 ``(H, W)``.
@@ -64,7 +70,8 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
 
     def __init__(self, num_samples: int, img_size: int = 96, seed: int = 0, split: str = "train",
                  num_keys: int = 2, num_shapes: tuple[int, int] = (2, 4), key_size: float = 1 / 6,
-                 key_clearance: float = 0.6, transforms: Callable | None = None):
+                 key_clearance: float = 0.6, shapes: tuple[str, ...] = SHAPES, class_per_shape: bool = False,
+                 key_corner: int | None = None, transforms: Callable | None = None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         if not 1 <= num_keys <= len(KEY_COLOURS):
@@ -72,11 +79,16 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
         if img_size < 32:
             raise ValueError(f"img_size must be at least 32 pixels for shapes to be recognisable, got {img_size}")
         self.num_samples, self.img_size, self.seed, self.split = int(num_samples), int(img_size), seed, split
+        unknown = set(shapes) - set(SHAPES)
+        if unknown or not shapes:
+            raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {shapes!r}")
+        self.shapes, self.key_corner, self.class_per_shape = tuple(shapes), key_corner, class_per_shape
         self.num_keys, self.num_shapes = num_keys, tuple(num_shapes)
         self.key_size, self.key_clearance = key_size, key_clearance
         self.transforms, self.transform_seed = transforms, seed
         self.key_names = tuple(list(KEY_COLOURS)[:num_keys])
-        self.class_names = ("background",) + tuple(f"{s}|{k}" for k in self.key_names for s in SHAPES)
+        kinds = self.shapes if class_per_shape else ("object",)
+        self.class_names = ("background",) + tuple(f"{s}|{k}" for k in self.key_names for s in kinds)
         self.num_classes = len(self.class_names)
         self.ignore_index = IGNORE_INDEX
         self.palette = self._make_palette()
@@ -90,7 +102,9 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
 
     def class_index(self, shape: str, key: str) -> int:
         """Label value of ``shape`` ("circle" | "square" | "triangle") in an image whose key is ``key``."""
-        return 1 + self.key_names.index(key) * len(SHAPES) + SHAPES.index(shape)
+        if not self.class_per_shape:
+            return 1 + self.key_names.index(key)
+        return 1 + self.key_names.index(key) * len(self.shapes) + self.shapes.index(shape)
 
     def get_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw sample: image uint8 ``(H, W, 3)`` and label uint8 ``(H, W)`` (no transforms)."""
@@ -106,7 +120,7 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
         label = np.zeros((S, S), dtype=np.uint8)
 
         key = int(rng.integers(self.num_keys))
-        corner = int(rng.integers(4))  # 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
+        corner = int(rng.integers(4)) if self.key_corner is None else self.key_corner  # 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
         k = max(4, round(self.key_size * S))
         ky, kx = (0 if corner < 2 else S - k), (0 if corner % 2 == 0 else S - k)
         key_centre = np.array([ky + k / 2, kx + k / 2])
@@ -121,7 +135,7 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
                     break
             else:
                 continue
-            kind = SHAPES[int(rng.integers(len(SHAPES)))]
+            kind = self.shapes[int(rng.integers(len(self.shapes)))]
             mask = _shape_mask(kind, yy - c[0], xx - c[1], r, rng.uniform(0, 2 * np.pi))
             colour = _random_colour(rng)
             shade = 1 + 0.15 * ((yy - c[0]) + (xx - c[1])) / (2 * r)  # gentle gradient so shapes look solid
@@ -136,17 +150,18 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
         return np.clip(image, 0, 255).astype(np.uint8), label, info
 
     def _make_palette(self) -> np.ndarray:
-        """(K, 3) uint8 colours for plotting labels: grey background, each key's hue in 3 shades per shape."""
+        """(K, 3) uint8 colours for plotting labels: dark grey background, each key's hue (one shade per shape)."""
         rows = [(40, 40, 40)]
         for name in self.key_names:
             base = np.array(KEY_COLOURS[name], dtype=np.float32)
-            for shade in (1.0, 0.7, 0.45):  # circle, square, triangle
+            for shade in ((1.0, 0.7, 0.45)[:len(self.shapes)] if self.class_per_shape else (1.0,)):
                 rows.append(tuple(np.clip(base * shade + (1 - shade) * 255 * 0.35, 0, 255)))
         return np.array(rows, dtype=np.uint8)
 
     def __repr__(self) -> str:
         return (f"SyntheticContextDataset(num_samples={self.num_samples}, img_size={self.img_size}, seed={self.seed}, "
-                f"split={self.split!r}, num_keys={self.num_keys}, num_classes={self.num_classes})")
+                f"split={self.split!r}, num_keys={self.num_keys}, class_per_shape={self.class_per_shape}, "
+                f"num_classes={self.num_classes})")
 
 
 def _background(rng: np.random.Generator, S: int) -> np.ndarray:
