@@ -1,0 +1,108 @@
+"""Recipe -> objects: the model, the datasets and pretrained weights. Plain functions, no registry.
+
+    >>> from setr_edu.recipes import get_recipe
+    >>> r = get_recipe("synthetic_ci")
+    >>> train_set, val_set = build_datasets(r)
+    >>> model = build_model(r, train_set.num_classes)
+    >>> type(model).__name__, len(train_set), len(val_set)
+    ('SETR', 32, 8)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..recipes import Recipe
+
+# Where to get each real dataset and the layout the loaders expect (GUIDE §7: say how to fix it).
+DATA_HELP = {
+    "ade20k": "ADE20K SceneParsing: download ADEChallengeData2016.zip from http://sceneparsing.csail.mit.edu/ and "
+              "unzip it so that <data_root>/ADEChallengeData2016/images/{training,validation} (or <data_root>/images/...) "
+              "exists; setr_edu.data may also offer a download helper.",
+    "cityscapes": "Cityscapes: register at https://www.cityscapes-dataset.com/, download leftImg8bit_trainvaltest.zip "
+                  "and gtFine_trainvaltest.zip, unzip both into <data_root> and create *_labelTrainIds.png with "
+                  "cityscapesScripts (createTrainIdLabelImgs).",
+    "pascal_context": "Pascal Context: VOC2010 JPEGImages plus the 59-class (+background) label PNGs in the common "
+                      "preprocessed layout (see `python -m setr_edu train --help` and chapter 12).",
+    "folder": "a folder with images/{train,val}/*.jpg|png and annotations/{train,val}/*.png of the same names.",
+}
+
+
+def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
+    """SETR (``recipe.model == "setr"``) or the local CNN baseline (``"cnn"``), randomly initialised."""
+    if recipe.model == "cnn":
+        from ..model.baseline import build_local_cnn
+
+        return build_local_cnn(num_classes, width=recipe.cnn_width, aux=recipe.aux)
+    from ..model.setr import build_setr
+
+    return build_setr(recipe.decoder, recipe.encoder, num_classes=num_classes, img_size=recipe.crop_size,
+                      aux=recipe.aux, decoder_channels=recipe.decoder_channels, **recipe.encoder_overrides)
+
+
+def load_pretrained(model: nn.Module, recipe: Recipe, log=print) -> None:
+    """ImageNet ViT weights into ``model.encoder``: ``pretrained="paper"`` downloads the paper's file (needs
+    internet, cached), a path loads a timm-layout state dict. Nothing happens for ``pretrained=""``."""
+    if not recipe.pretrained:
+        return
+    if not hasattr(model, "encoder"):
+        raise ValueError(f"pretrained={recipe.pretrained!r} needs a SETR model; model={recipe.model!r} has no ViT encoder")
+    from ..model.pretrained import download_paper_weights, load_timm_weights
+
+    if recipe.pretrained == "paper":
+        state = download_paper_weights(recipe.encoder)
+    else:
+        path = Path(recipe.pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained={recipe.pretrained!r}: no such file. Use pretrained=paper to download "
+                                    f"the paper's ImageNet-21k ViT, or pretrained='' to train from scratch.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    log(f"pretrained encoder: {load_timm_weights(model.encoder, state)}")
+
+
+def check_data_root(recipe: Recipe) -> Path:
+    """Refuse a missing dataset folder before any work starts, saying where to get the data."""
+    root = Path(recipe.data_root or f"data/{recipe.dataset}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} for dataset={recipe.dataset!r} does not exist. "
+                                f"{DATA_HELP[recipe.dataset]} Then pass data_root=<folder> (or --data-root).")
+    return root
+
+
+def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -> tuple:
+    """The recipe's datasets, one per split; items are ``(image float (3, H, W), label int64 (H, W))``.
+
+    Training uses the paper's augmentation (random resize ``ratio_range`` of ``train_scale``, crop with
+    ``cat_max_ratio``, flip, photometric distortion, normalise, pad); validation resizes to ``test_scale``.
+    The synthetic task is generated at ``crop_size`` and needs no augmentation.
+    """
+    if recipe.dataset == "synthetic":
+        from ..data.synthetic import SyntheticContextDataset
+
+        sizes = dict(train=recipe.num_train, val=recipe.num_val, test=recipe.num_val)
+        return tuple(SyntheticContextDataset(sizes[s], img_size=recipe.crop_size, seed=recipe.seed, split=s,
+                                             **recipe.synthetic) for s in splits)
+    root = check_data_root(recipe)
+    from ..data import datasets as D
+    from ..data.transforms import test_pipeline, train_pipeline
+
+    cls = dict(ade20k="ADE20K", cityscapes="Cityscapes", pascal_context="PascalContext", folder="FolderDataset")
+    dataset_cls = getattr(D, cls[recipe.dataset])
+    out = []
+    for split in splits:
+        if split == "train":
+            scale = recipe.train_scale if any(recipe.train_scale) else (recipe.crop_size, recipe.crop_size)
+            tf = train_pipeline(recipe.crop_size, scale, recipe.ratio_range, recipe.cat_max_ratio)
+        else:
+            tf = test_pipeline(recipe.test_scale if any(recipe.test_scale) else None)
+        out.append(dataset_cls(root, split=split, transforms=tf))
+    return tuple(out)
+
+
+def dataset_info(dataset) -> dict:
+    """``num_classes``, ``class_names`` and ``palette`` of a dataset (with fallbacks for plain datasets)."""
+    n = getattr(dataset, "num_classes", None)
+    names = getattr(dataset, "class_names", None) or (tuple(str(i) for i in range(n)) if n else None)
+    return dict(num_classes=n, class_names=tuple(names) if names else None, palette=getattr(dataset, "palette", None))

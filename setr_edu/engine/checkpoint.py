@@ -1,0 +1,145 @@
+"""Checkpoints that survive a Colab disconnect: atomic writes, everything needed to resume, loud failures.
+
+A checkpoint is one ``torch.save`` file holding a dict:
+
+==============  ==========================================================================================
+key             what
+==============  ==========================================================================================
+``format``      ``"setr-edu-checkpoint"`` (refuses random ``.pt`` files with a clear message)
+``iter``        optimisation steps completed (training resumes at this iteration)
+``model``       ``state_dict`` of the bare model (never DDP's ``module.`` prefix)
+``optimizer``   SGD state (momentum buffers) and parameter groups
+``scaler``      ``GradScaler`` state (fp16 training) or ``None``
+``rng``         Python, NumPy, torch CPU and CUDA generator states
+``sampler``     the data stream position (see :class:`setr_edu.engine.trainer.InfiniteBatchSampler`)
+``recipe``      the training recipe as a plain dict (used to rebuild the model and to compare on load)
+``meta``        free-form extras: class names, last validation metrics, library version
+==============  ==========================================================================================
+
+Writes go to a temporary file in the same folder, are flushed to disk and then ``os.replace``-d over the target,
+which is atomic on POSIX and Windows: a crash mid-write leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "setr-edu-checkpoint"
+# Recipe fields that change the model's shape: a checkpoint whose values differ cannot be loaded.
+MODEL_FIELDS = ("model", "decoder", "encoder", "encoder_overrides", "decoder_channels", "num_classes", "crop_size",
+                "aux", "cnn_width")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: missing, truncated, not ours, or from a different model."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Atomically write ``state`` (plus the format tag) to ``path``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`, with a clear error when it cannot be used."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path (training writes "
+                              f"<work_dir>/last.pt) or train first with `python -m setr_edu train`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or corrupt and cannot be read "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). It was probably copied or downloaded only in "
+            f"part: copy it again, or delete it and resume from an earlier checkpoint.") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a setr-edu training checkpoint (no format tag {FORMAT!r}). To start "
+                              f"from ImageNet ViT weights use the recipe's `pretrained=` option instead.")
+    return state
+
+
+def check_compatible(state: dict, model: nn.Module, recipe: dict | None = None, path: str = "checkpoint") -> None:
+    """Refuse a checkpoint from another model *before* touching any weights.
+
+    Compares the recipe fields that decide the model's shape (``MODEL_FIELDS``), then every key and tensor shape
+    of the state dict, and raises :class:`CheckpointError` naming the differences and how to fix them.
+    """
+    saved = state.get("recipe") or {}
+    if recipe is not None:
+        diffs = [f"{k}: checkpoint {saved[k]!r} vs now {recipe[k]!r}" for k in MODEL_FIELDS
+                 if k in saved and k in recipe and _norm(saved[k]) != _norm(recipe[k])]
+        if diffs:
+            raise CheckpointError(
+                f"{path} was trained with a different model ({'; '.join(diffs)}). Use the recipe it was trained "
+                f"with (`--config` of that run, or pass the same `key=value` overrides), or pick another checkpoint.")
+    own = model.state_dict()
+    ckpt = state["model"]
+    missing, unexpected = sorted(set(own) - set(ckpt)), sorted(set(ckpt) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(ckpt[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in ckpt and tuple(ckpt[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:3]})")
+        raise CheckpointError(f"{path} does not fit this model: {'; '.join(parts)}. It was saved from another "
+                              f"architecture or number of classes; use the matching recipe or another checkpoint.")
+
+
+def _norm(v):
+    """Compare recipe values across a save/load round trip (tuples may come back as lists)."""
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in sorted(v.items())}
+    return v
+
+
+def rng_state() -> dict:
+    """Every random generator training touches, in a form ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    random.setstate(_tuplify(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _tuplify(x):
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x

@@ -1,0 +1,163 @@
+"""Inference and evaluation: whole image, sliding window, multi-scale + flip (paper §4; spec §4.2 "Test time").
+
+* :func:`whole_inference`: one forward pass on the full image (padded to a multiple of the patch size);
+* :func:`slide_inference`: the paper's single-scale test. Square ``crop`` windows every ``stride`` pixels
+  (768/512 on Cityscapes, 512/341 on ADE20K, 480/320 on Pascal Context); the logits of overlapping windows are
+  **averaged**; an image smaller than the crop is padded to it first (SETR's ViT is trained at a fixed size);
+* :func:`predict`: the two above at several scales (0.5-1.75) and/or with horizontal flips; the softmax
+  probabilities of all views, resized back to the image, are averaged (mmsegmentation's ``aug_test``);
+* :func:`evaluate`: a dataset -> :class:`~setr_edu.engine.metrics.SegmentationMetric` results and per-class
+  report, sharded across ranks under DDP; :func:`colorize` paints a label map with a dataset's palette.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = 255
+
+
+def _patch_multiple(model: nn.Module) -> int:
+    """Input sides must be multiples of this (the ViT patch size; 1 for models that accept any size)."""
+    enc = getattr(model, "encoder", None)
+    return enc.config.patch_size if enc is not None and hasattr(enc, "config") else 1
+
+
+def _pad_to(images: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Zero-pad ``(B, 3, H, W)`` at the bottom/right to ``(B, 3, h, w)`` (0 = the mean colour after normalisation)."""
+    return F.pad(images, (0, w - images.shape[-1], 0, h - images.shape[-2]))
+
+
+@torch.no_grad()
+def whole_inference(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` -> logits ``(B, K, H, W)`` from one forward pass of the whole image."""
+    H, W = images.shape[-2:]
+    m = _patch_multiple(model)
+    padded = _pad_to(images, math.ceil(H / m) * m, math.ceil(W / m) * m)
+    return model(padded)[..., :H, :W]
+
+
+def window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """Top (or left) coordinates of the sliding windows along one side; the last window ends at the border."""
+    n = max(size - crop + stride - 1, 0) // stride + 1  # mmseg's grid count
+    return sorted({max(min(i * stride, size - crop), 0) for i in range(n)})
+
+
+@torch.no_grad()
+def slide_inference(model: nn.Module, images: torch.Tensor, crop: int | tuple[int, int], stride: int | tuple[int, int],
+                    window_batch: int = 8) -> torch.Tensor:
+    """Sliding-window logits ``(B, K, H, W)``: ``crop`` windows every ``stride`` pixels, overlaps averaged.
+
+    Windows are run ``window_batch`` at a time. An image smaller than the crop is zero-padded up to it and the
+    padding is cut off the result.
+    """
+    ch, cw = (crop, crop) if isinstance(crop, int) else crop
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    B, _, H, W = images.shape
+    padded = _pad_to(images, max(H, ch), max(W, cw))
+    Hp, Wp = padded.shape[-2:]
+    boxes = [(y, x) for y in window_starts(Hp, ch, sh) for x in window_starts(Wp, cw, sw)]
+    logits = count = None
+    for i in range(0, len(boxes), window_batch):
+        chunk = boxes[i:i + window_batch]
+        crops = torch.cat([padded[:, :, y:y + ch, x:x + cw] for y, x in chunk])  # (len(chunk) * B, 3, ch, cw)
+        out = whole_inference(model, crops).float()  # (len(chunk) * B, K, ch, cw)
+        if logits is None:
+            logits = out.new_zeros(B, out.shape[1], Hp, Wp)
+            count = out.new_zeros(1, 1, Hp, Wp)
+        for j, (y, x) in enumerate(chunk):
+            logits[:, :, y:y + ch, x:x + cw] += out[j * B:(j + 1) * B]
+            count[:, :, y:y + ch, x:x + cw] += 1
+    return (logits / count)[..., :H, :W]
+
+
+def scaled_size(h: int, w: int, scale: float, min_size: int | None = None) -> tuple[int, int]:
+    """``(h, w)`` times ``scale``; with ``min_size`` (the official ``setr_multi_scale``), a short side below it is
+    raised to ``min_size`` keeping the aspect ratio, so sliding windows always fit the ViT's training size."""
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if min_size and min(nh, nw) < min_size:
+        r = min_size / min(nh, nw)
+        nh, nw = max(min_size, round(nh * r)), max(min_size, round(nw * r))
+    return nh, nw
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, mode: str = "whole", crop: int | None = None,
+            stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
+            min_size: int | None = None, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Class probabilities ``(B, K, *out_size)`` (default: the input size), averaged over scales and flips.
+
+    ``mode``: ``"whole"`` or ``"slide"`` (needs ``crop``; ``stride`` defaults to 2/3 of it). ``scales``: e.g. the
+    paper's ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)``. ``flip``: also run the mirrored image and mirror the result back.
+    """
+    if mode not in ("whole", "slide"):
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    if mode == "slide" and not crop:
+        raise ValueError("mode='slide' needs crop=<window size> (e.g. 512 for ADE20K)")
+    stride = stride or (2 * crop // 3 if crop else None)
+    H, W = images.shape[-2:]
+    out_size = tuple(out_size or (H, W))
+    probs = None
+    views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
+    for scale, flipped in views:
+        size = scaled_size(H, W, scale, min_size)
+        x = images if size == (H, W) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        x = x.flip(-1) if flipped else x
+        logits = slide_inference(model, x, crop, stride) if mode == "slide" else whole_inference(model, x)
+        logits = logits.flip(-1) if flipped else logits
+        if tuple(logits.shape[-2:]) != out_size:
+            logits = F.interpolate(logits.float(), size=out_size, mode="bilinear", align_corners=False)
+        p = logits.float().softmax(dim=1)
+        probs = p if probs is None else probs + p
+    return probs / len(views)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", crop: int | None = None,
+             stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1,
+             device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None, rank: int = 0,
+             world_size: int = 1, progress: bool = False, min_size: int | None = None,
+             class_names: Sequence[str] | None = None) -> dict:
+    """Run :func:`predict` over ``dataset`` (items ``(image (3, H, W), label (H', W'))``) and return the metric.
+
+    Returns :meth:`SegmentationMetric.compute`'s dict (``mIoU``, ``mAcc``, ``aAcc``, ``IoU``, ``Acc``) plus
+    ``"report"``, the per-class table of :meth:`SegmentationMetric.report`. Under DDP each
+    rank takes every ``world_size``-th image and the confusion matrices are summed across ranks, so every rank
+    returns the dataset-level result. Images of different sizes need ``batch_size=1``.
+    """
+    from tqdm.auto import tqdm
+
+    from .metrics import SegmentationMetric
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    metric = SegmentationMetric(num_classes, ignore_index=IGNORE_INDEX, class_names=class_names, device=device)
+    indices = list(range(rank, len(dataset), world_size))
+    for i in tqdm(range(0, len(indices), batch_size), desc="eval", disable=not progress, leave=False):
+        items = [dataset[j] for j in indices[i:i + batch_size]]
+        images = torch.stack([im for im, _ in items]).to(device)
+        labels = torch.stack([lb for _, lb in items]).to(device)
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+            probs = predict(model, images, mode, crop, stride, scales, flip, min_size, out_size=labels.shape[-2:])
+        metric.update(probs.argmax(dim=1), labels)
+    metric.all_reduce()  # sum the confusion matrices of all ranks (no-op in one process)
+    model.train(was_training)
+    return {**metric.compute(), "report": metric.report()}
+
+
+def colorize(label: torch.Tensor | np.ndarray, palette: np.ndarray, ignore_colour=(0, 0, 0)) -> np.ndarray:
+    """Label map ``(H, W)`` -> RGB ``uint8 (H, W, 3)`` using ``palette`` ``(K, 3)``; ignore (255) gets ``ignore_colour``."""
+    label = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    palette = np.asarray(palette, dtype=np.uint8)
+    out = np.empty((*label.shape, 3), dtype=np.uint8)
+    valid = label < len(palette)
+    out[valid] = palette[label[valid]]
+    out[~valid] = ignore_colour
+    return out

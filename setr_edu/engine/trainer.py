@@ -1,0 +1,346 @@
+"""The training loop: iteration-based SGD with the paper's recipe, exact resume, DDP-ready (paper §4; spec §4).
+
+    >>> from setr_edu.recipes import get_recipe
+    >>> trainer = Trainer(get_recipe("synthetic_ci"), work_dir="runs/demo", overwrite=True, progress=False, log=None)
+    >>> summary = trainer.fit()  # doctest: +SKIP
+
+One optimisation step (:meth:`Trainer.train_step`):
+
+1. set every parameter group's learning rate from the iteration (poly schedule, heads x10: ``engine/optim.py``);
+2. for each of ``grad_accum_steps`` micro-batches: forward under autocast with the auxiliary heads, the loss
+   ``CE(main) + 0.4 * sum CE(aux)`` in float32, stop on NaN/inf, backward (DDP averages gradients on the last);
+3. one SGD step (through the GradScaler when training in fp16).
+
+Around it, :meth:`Trainer.fit` logs every ``log_every`` steps to ``work_dir/log.jsonl`` (one JSON object per line:
+``iter, lr, loss, loss_main, loss_aux0.., time, iter_time, ...``; validation lines carry ``val_mIoU``...),
+validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``checkpoint_every`` steps and at the end.
+
+**Reproducibility.** Data order comes from :class:`InfiniteBatchSampler`: a seeded stream of epoch permutations
+that any rank can index by *position*, so the whole data state is one number (samples consumed), and augmentation is
+seeded per ``(seed, epoch, index)``. With the model, optimizer, scaler and RNG states in the checkpoint, a run that
+is interrupted and resumed ends **bitwise equal** on CPU to one that never stopped (``tests/test_resume.py``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..profile import seed_everything
+from ..recipes import Recipe
+from .build import build_datasets, build_model, dataset_info, load_pretrained
+from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
+from .inference import evaluate
+from .losses import SETRLoss
+from .optim import PolySchedule, build_optimizer
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class InfiniteBatchSampler(Sampler):
+    """An endless, seeded stream of batches of ``(index, epoch)`` pairs, sharded across ranks.
+
+    The stream is the concatenation of epoch permutations ``randperm(num_samples, seed=(seed, epoch))``. Global
+    batch ``m`` covers stream positions ``[m * world_size * batch_size, (m + 1) * world_size * batch_size)`` and rank
+    ``r`` takes the ``r``-th ``batch_size`` slice of it, so N ranks together see exactly what one process with an
+    N-times larger batch (or N accumulation steps) sees. ``start`` is a stream position (samples consumed).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start: int = 0, shuffle: bool = True):
+        if num_samples < 1:
+            raise ValueError("the training set is empty")
+        self.n, self.batch_size, self.seed, self.shuffle = num_samples, batch_size, seed, shuffle
+        self.rank, self.world_size, self.start = rank, world_size, start
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) > 2:
+                self._perms.clear()
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms[epoch] = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+        return self._perms[epoch]
+
+    def sample_at(self, position: int) -> tuple[int, int]:
+        """``(dataset index, epoch)`` at a stream position."""
+        epoch, offset = divmod(position, self.n)
+        return int(self.permutation(epoch)[offset]), epoch
+
+    def __iter__(self):
+        global_batch = self.world_size * self.batch_size
+        m = self.start // global_batch
+        while True:
+            lo = m * global_batch + self.rank * self.batch_size
+            yield [self.sample_at(p) for p in range(lo, lo + self.batch_size)]
+            m += 1
+
+    def __len__(self) -> int:  # DataLoader asks; the stream is endless
+        return 2 ** 62
+
+
+class EpochIndexed(Dataset):
+    """Lets the sampler pass ``(index, epoch)``: calls ``dataset.set_epoch(epoch)`` (if it has one) in whichever
+    process loads the sample, so augmentation is a pure function of ``(seed, epoch, index)``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, epoch = item
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class Trainer:
+    """Train ``recipe`` (a :class:`~setr_edu.recipes.Recipe`) into ``work_dir``.
+
+    Args:
+        recipe: what to train (model, data, optimiser, schedule, evaluation).
+        work_dir: where ``last.pt`` and ``log.jsonl`` go (default ``runs/<recipe.name>``).
+        resume: continue from ``work_dir/last.pt`` (or from this path if a string) when it exists.
+        overwrite: start from scratch even if ``work_dir`` holds a checkpoint (refused otherwise, to lose nothing).
+        model / datasets: use these instead of building them from the recipe (``datasets = (train, val)``).
+        env: a :class:`DistEnv`; default: from ``torchrun``'s environment variables (one process without them).
+        progress: tqdm bar on rank 0. ``log``: a ``print``-like function for messages (``None``: silent).
+    """
+
+    def __init__(self, recipe: Recipe, work_dir: str | Path | None = None, resume: bool | str = False,
+                 overwrite: bool = False, model: torch.nn.Module | None = None, datasets: tuple | None = None,
+                 env: DistEnv | None = None, progress: bool = True, log=print):
+        self.recipe = r = recipe.validate()
+        self.env = env or init_distributed(r.device)
+        self.device, self.progress = self.env.device, progress and self.env.is_main
+        self._print = (log if self.env.is_main else None) or (lambda *a, **k: None)
+        self.work_dir = Path(work_dir or Path("runs") / r.name)
+        self.amp_dtype = AMP_DTYPES[r.amp]
+        if r.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"amp=fp16 needs a CUDA GPU (device is {self.device}); use amp=bf16 or amp=none")
+        per_step = self.env.world_size * r.grad_accum_steps
+        if r.batch_size % per_step:
+            raise ValueError(f"batch_size={r.batch_size} (the global batch) must be divisible by world_size "
+                             f"({self.env.world_size}) x grad_accum_steps ({r.grad_accum_steps})")
+        self.micro_batch = r.batch_size // per_step
+
+        self.train_set, self.val_set = datasets or build_datasets(r)
+        self.info = dataset_info(self.train_set)
+        self.num_classes = r.num_classes or self.info["num_classes"]
+        if not self.num_classes:
+            raise ValueError("the dataset has no num_classes attribute; set num_classes=<K> in the recipe")
+        seed_everything(r.seed)  # identical initial weights on every rank
+        self.model = model if model is not None else build_model(r, self.num_classes)
+
+        ckpt_path = Path(resume) if isinstance(resume, (str, Path)) else self.work_dir / "last.pt"
+        state = None
+        if resume and ckpt_path.exists():
+            state = load_checkpoint(ckpt_path)
+            check_compatible(state, self.model, r.to_dict(), str(ckpt_path))
+        elif (self.work_dir / "last.pt").exists() and not overwrite:
+            raise FileExistsError(f"{self.work_dir} already holds a checkpoint (last.pt); pass resume=True "
+                                  f"(--resume) to continue it, overwrite=True (--overwrite) to start again, or "
+                                  f"use another work_dir (--work-dir)")
+        if state is None and self.env.is_main:
+            load_pretrained(self.model, r, self._print)  # DDP broadcasts rank 0's weights to the others
+
+        self.model.to(self.device)
+        if r.grad_checkpointing and hasattr(self.model, "encoder"):
+            self.model.encoder.grad_checkpointing = True
+        self.model = convert_sync_bn(self.model, self.env)
+        self.optimizer = build_optimizer(self.model, r.lr, r.momentum, r.weight_decay, r.head_lr_mult)
+        self.schedule = PolySchedule(self.optimizer, r.max_iters, r.power, r.min_lr, r.warmup_iters, r.warmup_ratio)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=r.amp == "fp16")
+        self.criterion = SETRLoss(aux_weight=r.aux_weight)  # CE (ignore 255, official averaging) + 0.4 x aux
+        self.iter, self.elapsed, self.last_val = 0, 0.0, None
+        if state is not None:
+            self._restore(state, ckpt_path)
+        self.ddp_model = wrap_model(self.model, self.env)
+
+    # --- state ------------------------------------------------------------------------------------------------
+    def _restore(self, state: dict, path: Path) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.iter, self.elapsed = int(state["iter"]), float(state.get("elapsed", 0.0))
+        self.last_val = state.get("meta", {}).get("last_val")
+        set_rng_state(state["rng"])
+        changed = {k: (v, getattr(self.recipe, k)) for k, v in state["recipe"].items()
+                   if k in self.recipe.to_dict() and _plain(v) != _plain(getattr(self.recipe, k))}
+        self._print(f"resumed from {path} at iteration {self.iter}"
+                    + (f"; recipe changes since: {changed}" if changed else ""))
+        if self.env.is_main:  # drop log lines written after the checkpoint (they will be written again)
+            log = self.work_dir / "log.jsonl"
+            if log.exists():
+                keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["iter"] <= self.iter]
+                log.write_text("".join(ln + "\n" for ln in keep))
+
+    def state_dict(self) -> dict:
+        """Everything :meth:`fit` needs to continue exactly (see ``engine/checkpoint.py``)."""
+        return dict(iter=self.iter, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                    scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None, rng=rng_state(),
+                    sampler=dict(seed=self.recipe.seed, position=self.iter * self.recipe.batch_size,
+                                 epoch=self.iter * self.recipe.batch_size // len(self.train_set)),
+                    recipe=self.recipe.to_dict(), elapsed=self.elapsed,
+                    meta=_plain(dict(num_classes=self.num_classes, class_names=self.info["class_names"],
+                                     palette=self.info["palette"], last_val=self.last_val)))
+
+    def save(self) -> Path | None:
+        """Write ``work_dir/last.pt`` atomically (rank 0 only)."""
+        if not self.env.is_main:
+            return None
+        return save_checkpoint(self.work_dir / "last.pt", self.state_dict())
+
+    def write_log(self, record: dict) -> None:
+        if self.env.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.work_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(_plain(record)) + "\n")
+
+    # --- training ---------------------------------------------------------------------------------------------
+    def loader(self) -> DataLoader:
+        """The training batches from the current iteration on (the position is ``iter x batch_size``)."""
+        r = self.recipe
+        sampler = InfiniteBatchSampler(len(self.train_set), self.micro_batch, r.seed, self.env.rank,
+                                       self.env.world_size, start=self.iter * r.batch_size)
+        return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler, num_workers=r.num_workers,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(r.seed),
+                          persistent_workers=r.num_workers > 0)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, batches) -> dict:
+        """One optimisation step over ``grad_accum_steps`` micro-batches drawn from ``batches``; returns its stats."""
+        r, model = self.recipe, self.ddp_model
+        model.train()
+        lrs = self.schedule.step(self.iter)
+        stats, data_time = defaultdict(float), 0.0
+        for micro in range(r.grad_accum_steps):
+            t = time.perf_counter()
+            images, labels = next(batches)
+            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            data_time += time.perf_counter() - t
+            last = micro == r.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last or not self.env.distributed else model.no_sync()
+            with sync:  # DDP all-reduces gradients only in the last micro-batch's backward
+                with self._autocast():
+                    logits, aux_logits = model(images, with_aux=True)
+                loss, parts = self.criterion((logits.float(), [a.float() for a in aux_logits]), labels)
+                self._check_finite(loss, micro)
+                self.scaler.scale(loss / r.grad_accum_steps).backward()
+            for k, v in parts.items():
+                stats[k] += float(v) / r.grad_accum_steps
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.iter += 1
+        return dict(stats, lr=lrs[0], head_lr=lrs[-1], data_time=data_time)
+
+    def _check_finite(self, loss: torch.Tensor, micro: int) -> None:
+        bad = torch.tensor(0.0 if torch.isfinite(loss).item() else 1.0, device=self.device)
+        if self.env.distributed:  # every rank must stop together, or the others hang in all-reduce
+            all_reduce_max(bad)
+        if bad.item():
+            ckpt = self.work_dir / "last.pt"
+            where = f"the last checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
+            raise FloatingPointError(
+                f"the loss became {loss.item()} at iteration {self.iter + 1} (micro-batch {micro}); training "
+                f"stopped and {where}. Try a lower learning rate (lr=), amp=bf16 or amp=none instead of fp16, "
+                f"warmup_iters=, and check that the labels are class indices or 255.")
+
+    def validate(self) -> dict:
+        """Evaluate on the validation set (sharded over ranks), log ``val_*`` and return the metric dict."""
+        r = self.recipe
+        batch = self.micro_batch if r.dataset == "synthetic" else 1  # real images differ in size
+        res = evaluate(unwrap(self.ddp_model), self.val_set, self.num_classes, r.eval_mode, r.crop_size, r.stride,
+                       batch_size=batch, device=self.device, amp_dtype=self.amp_dtype, rank=self.env.rank,
+                       world_size=self.env.world_size, progress=self.progress, class_names=self.info["class_names"])
+        self.last_val = _plain({k: res[k] for k in ("mIoU", "mAcc", "aAcc", "IoU") if k in res})
+        self.write_log({"iter": self.iter, **{f"val_{k}": v for k, v in self.last_val.items()}})
+        self._print(f"iter {self.iter}: val mIoU {100 * res['mIoU']:.2f}  mAcc {100 * res['mAcc']:.2f}  "
+                    f"aAcc {100 * res['aAcc']:.2f}")
+        return res
+
+    def fit(self, until: int | None = None) -> dict:
+        """Train from the current iteration to ``until`` (default ``max_iters``); returns a summary dict.
+
+        Stopping early at ``until`` writes a checkpoint, so ``fit(until=100)`` then ``fit()`` trains in chunks.
+        """
+        from tqdm.auto import tqdm
+
+        r = self.recipe
+        end = min(until or r.max_iters, r.max_iters)
+        if self.iter < end:
+            self._print(f"training {r.name}: iterations {self.iter}->{end} of {r.max_iters}, global batch "
+                        f"{r.batch_size} = {self.env.world_size} x {r.grad_accum_steps} x {self.micro_batch} on "
+                        f"{self.device}, amp={r.amp}, work_dir={self.work_dir}")
+        batches = iter(self.loader()) if self.iter < end else None
+        bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
+        window, n, t_log = defaultdict(float), 0, time.perf_counter()
+        while self.iter < end:
+            t = time.perf_counter()
+            stats = self.train_step(batches)
+            self.elapsed += time.perf_counter() - t
+            for k, v in stats.items():
+                window[k] += v
+            n += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}")
+            if self.iter % r.log_every == 0 or self.iter == end:
+                self._log_window(window, n, time.perf_counter() - t_log)
+                window, n, t_log = defaultdict(float), 0, time.perf_counter()
+            if self.iter % r.eval_every == 0 or self.iter == r.max_iters:
+                self.validate()
+            if self.iter % r.checkpoint_every == 0 or self.iter == end:
+                self.save()
+        bar.close()
+        if self.iter >= r.max_iters and self.last_val is None:
+            self.validate()
+        return dict(iter=self.iter, train_time_s=round(self.elapsed, 1), work_dir=str(self.work_dir),
+                    **{k: v for k, v in (self.last_val or {}).items() if k != "IoU"})
+
+    def _log_window(self, window: dict, n: int, seconds: float) -> None:
+        mean = {k: v / n for k, v in window.items()}
+        if self.env.distributed:  # average the losses over ranks (one small all-reduce per log line)
+            keys = sorted(k for k in mean if k.startswith("loss"))
+            t = all_reduce_sum(torch.tensor([mean[k] for k in keys], device=self.device, dtype=torch.float64))
+            mean.update({k: float(v) / self.env.world_size for k, v in zip(keys, t.tolist())})
+        rec = {"iter": self.iter, "epoch": self.iter * self.recipe.batch_size / len(self.train_set), **mean,
+               "time": self.elapsed, "iter_time": seconds / n, "images_per_s": self.recipe.batch_size * n / seconds}
+        if self.device.type == "cuda":
+            rec["mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+        self.write_log(rec)
+
+
+def _plain(x):
+    """JSON- and ``weights_only``-friendly copy: numpy/tensor values -> Python floats and lists."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return _plain(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def train(recipe: Recipe, work_dir: str | Path | None = None, resume: bool = False, **kw) -> dict:
+    """``Trainer(recipe, work_dir, resume, **kw).fit()``: the one-call version used by the CLI and the book."""
+    return Trainer(recipe, work_dir, resume=resume, **kw).fit()

@@ -1,0 +1,50 @@
+"""Shared tiny fixtures for the engine tests (test_trainer, test_resume, test_ddp, test_cli, test_inference)."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from setr_edu.recipes import Recipe, synthetic_recipe
+
+# A SETR small enough that a training step takes milliseconds: 32 px images, 4x4 tokens, width 32, 2 layers.
+TINY = dict(crop_size=32, encoder="tiny", encoder_overrides=dict(embed_dim=32, depth=2, num_heads=2, patch_size=8),
+            decoder="naive", decoder_channels=16, batch_size=4, num_train=12, num_val=4, max_iters=6, eval_every=3,
+            checkpoint_every=3, log_every=2, lr=0.01, device="cpu")
+
+
+def tiny_recipe(**kw) -> Recipe:
+    return synthetic_recipe("ci", name="tiny", **{**TINY, **kw})
+
+
+@contextlib.contextmanager
+def one_thread():
+    """One intra-op thread: bitwise-reproducible CPU results and no oversubscription on a shared 2-core box."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class PointwiseNet(nn.Module):
+    """A 1x1-conv "segmenter" (no BatchNorm): every output pixel depends only on its own input pixel, so it is
+    equivariant to flips and translations. Same interface as SETR (``with_aux``, ``decode_head``, aux heads)."""
+
+    def __init__(self, num_classes: int = 7, in_chans: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(in_chans, 8, 1)
+        self.decode_head = nn.Conv2d(8, num_classes, 1)
+        self.auxiliary_heads = nn.ModuleList([nn.Conv2d(8, num_classes, 1)])
+
+    def forward(self, x, with_aux: bool = False):
+        f = torch.tanh(self.stem(x))
+        out = self.decode_head(f)
+        return (out, [h(f) for h in self.auxiliary_heads]) if with_aux else out
+
+
+def params_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

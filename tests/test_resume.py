@@ -1,0 +1,122 @@
+"""Checkpoints: an interrupted run resumes bitwise-exactly; bad checkpoints are refused before any work is lost."""
+import json
+import os
+
+import pytest
+import torch
+from engine_helpers import one_thread, params_equal, tiny_recipe
+
+from setr_edu.engine import checkpoint as ckpt
+from setr_edu.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from setr_edu.engine.trainer import Trainer
+
+# 8 iterations over 12 images with batch 4: crosses epoch boundaries; checkpoints at 3, 6 and 8; eval at 4, 8.
+RECIPE = dict(max_iters=8, checkpoint_every=3, eval_every=4, log_every=1)
+
+
+def _trainer(work_dir, resume=False, **kw):
+    return Trainer(tiny_recipe(**{**RECIPE, **kw}), work_dir, resume=resume, progress=False, log=None)
+
+
+def _optimizer_equal(a, b) -> bool:
+    sa, sb = a.state_dict()["state"], b.state_dict()["state"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+
+
+def test_interrupted_run_resumes_bitwise_equal(tmp_path, monkeypatch):
+    with one_thread():
+        straight = _trainer(tmp_path / "straight")
+        straight.fit()
+
+        crashed = _trainer(tmp_path / "crashed")
+        real_step = Trainer.train_step
+
+        def crash_at_iteration_5(self, batches):
+            if self.iter == 4:
+                raise RuntimeError("simulated crash (Colab disconnected)")
+            return real_step(self, batches)
+
+        monkeypatch.setattr(Trainer, "train_step", crash_at_iteration_5)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            crashed.fit()
+        monkeypatch.setattr(Trainer, "train_step", real_step)
+        assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter"] == 3  # iteration 4 is lost, 1-3 are not
+
+        torch.manual_seed(1234)  # disturb the global RNGs: the checkpoint must restore them
+        resumed = _trainer(tmp_path / "crashed", resume=True)
+        assert resumed.iter == 3
+        saved = load_checkpoint(tmp_path / "crashed" / "last.pt")["rng"]
+        assert torch.equal(torch.get_rng_state(), saved["torch"])
+        resumed.fit()
+
+    assert resumed.iter == straight.iter == 8
+    assert params_equal(resumed.model, straight.model)  # weights *and* BatchNorm running statistics
+    assert _optimizer_equal(resumed.optimizer, straight.optimizer)
+    timing = {"time", "iter_time", "images_per_s", "data_time"}
+    logs = [[{k: v for k, v in json.loads(s).items() if k not in timing}
+             for s in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("straight", "crashed")]
+    assert logs[0] == logs[1]  # the same log lines (timings aside): nothing lost, iteration 4 not duplicated
+
+
+def test_training_in_chunks_equals_one_run(tmp_path):
+    with one_thread():
+        whole = _trainer(tmp_path / "whole", max_iters=4, eval_every=100)
+        whole.fit()
+        part = _trainer(tmp_path / "part", max_iters=4, eval_every=100)
+        part.fit(until=2)  # e.g. a notebook cell that trains a bit, then another cell that continues
+        again = _trainer(tmp_path / "part", resume=True, max_iters=4, eval_every=100)
+        again.fit()
+    assert params_equal(whole.model, again.model)
+
+
+def test_checkpoint_holds_everything_to_resume(tmp_path):
+    with one_thread():
+        t = _trainer(tmp_path, max_iters=3)
+        t.fit()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert {"iter", "model", "optimizer", "scaler", "rng", "sampler", "recipe", "meta", "elapsed"} <= set(state)
+    assert state["sampler"] == dict(seed=0, position=12, epoch=1)  # 3 steps x batch 4 of 12 images
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert state["recipe"]["max_iters"] == 3
+    assert state["meta"]["num_classes"] == t.num_classes == len(state["meta"]["class_names"])
+    assert not any(k.startswith("module.") for k in state["model"])
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "last.pt", {"iter": 1})
+
+    def dies_mid_write(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"iter": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["iter"] == 1  # the previous checkpoint is intact
+    assert os.listdir(tmp_path) == ["last.pt"]  # and no temporary file is left behind
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "good.pt", {"iter": 1, "model": {"w": torch.zeros(100)}})
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a setr-edu training checkpoint"):
+        load_checkpoint(tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_from_another_model_is_refused_before_loading(tmp_path):
+    with one_thread():
+        _trainer(tmp_path, max_iters=1).fit()
+        with pytest.raises(CheckpointError, match=r"decoder: checkpoint 'naive' vs now 'pup'"):
+            _trainer(tmp_path, resume=True, decoder="pup")
+        with pytest.raises(CheckpointError, match="embed_dim"):
+            _trainer(tmp_path, resume=True, encoder_overrides=dict(embed_dim=64, depth=2, num_heads=2, patch_size=8))
+        # a model passed in directly (no recipe difference) is still checked key by key and shape by shape
+        with pytest.raises(CheckpointError, match="shape mismatches"):
+            ckpt.check_compatible(load_checkpoint(tmp_path / "last.pt"),
+                                  _trainer(tmp_path / "b", num_classes=5).model, path="last.pt")
