@@ -6,7 +6,7 @@ build that "passed" can still get wrong:
 
 * a title (one ``h1``) that matches the source's title, and sections (``h2``) on chapter notebooks;
 * no Sphinx error boxes (``.system-message``, ``.problematic``) and no LaTeX left as raw text;
-* math handed to MathJax in Sphinx's ``\\(..\\)`` / ``\\[..\\]`` nodes with balanced braces;
+* every formula typeset by MathJax, without a TeX error;
 * every same-site ``<img>`` loaded (``naturalWidth > 0``);
 * notebook pages: one ``div.cell`` per code cell and one ``div.cell_output`` per cell that has outputs;
 * every same-site link (sidebar, prev/next, article) answers HTTP 200, with its ``#anchor`` present;
@@ -16,14 +16,17 @@ build that "passed" can still get wrong:
 * widget state is embedded where the notebook saved it, and every widget view refers to a saved model.
 
 Offline by design: CI reaches no CDN, so Chromium resolves no host but 127.0.0.1 (``--host-resolver-rules``).
-MathJax and the widget manager are loaded from CDNs by the pages, so the checks look at what Sphinx and
-MyST-NB put into the HTML for them (math nodes, widget-state JSON) instead of waiting for their rendering.
+The pages load MathJax 3 from a CDN; the test server swaps that one script tag for Debian's MathJax 2
+(``libjs-mathjax``), so every formula is really typeset (and shows in the screenshots) and a TeX error is caught
+(MathJax 2 and 3 share the TeX macros a book uses; a v3-only macro would show up here as an error). The widget
+manager also comes from a CDN and has no Debian package: for widgets the checks look at the state MyST-NB embeds.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import html.parser
+import io
 import json
 import os
 import re
@@ -47,7 +50,15 @@ BUILD_COMMAND = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-INSTALL_HINT = "apt-get install chromium chromium-driver (Debian/Ubuntu), then pip install -r requirements.txt"
+INSTALL_HINT = "apt-get install chromium chromium-driver libjs-mathjax, then pip install -r requirements.txt"
+MATHJAX_DIR = Path("/usr/share/javascript/mathjax")  # Debian's libjs-mathjax (MathJax 2.7)
+MATHJAX_CDN = re.compile(r'<script[^>]*src="https://cdn\.jsdelivr\.net/npm/mathjax@3[^"]*"[^>]*></script>')
+# MathJax 2 set up like the page's MathJax 3: only Sphinx's math nodes (MyST-NB marks sections tex2jax_ignore), and
+# TeX errors kept as errors (merror) instead of being shown as plain text, so that the checks can see them.
+LOCAL_MATHJAX = """<script type="text/x-mathjax-config">MathJax.Hub.Config({
+  tex2jax: {ignoreClass: "tex2jax_ignore|mathjax_ignore", processClass: "tex2jax_process|mathjax_process|math|output_area"},
+  TeX: {noErrors: {disabled: true}, noUndefined: {disabled: true}}, messageStyle: "none", showMathMenu: false});
+</script><script src="/__mathjax__/MathJax.js?config=TeX-AMS_CHTML"></script>"""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,17 +201,42 @@ def build_book(root: Path = ROOT, timeout: int = 1200) -> None:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    """Serves the site; ``/__mathjax__/`` from Debian's MathJax, and pages with the MathJax CDN tag swapped for it."""
+
     timeout = 15  # seconds a connection may idle: the server never hangs on a stuck client
 
     def log_message(self, *args) -> None:
         pass
 
+    def translate_path(self, path: str) -> str:
+        if path.startswith("/__mathjax__/"):
+            rel = Path(urllib.parse.unquote(urllib.parse.urlsplit(path).path)[len("/__mathjax__/"):])
+            return str(MATHJAX_DIR / ("missing" if ".." in rel.parts else rel.relative_to(rel.anchor)))
+        return super().translate_path(path)
+
+    def send_head(self):
+        path = Path(self.translate_path(self.path))
+        if path.suffix != ".html" or not path.is_file():
+            return super().send_head()
+        body = MATHJAX_CDN.sub(lambda m: LOCAL_MATHJAX, path.read_text(encoding="utf-8")).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """The browser drops connections it no longer needs when it leaves a page: not an error worth printing."""
+
 
 @contextlib.contextmanager
 def serve(directory: Path):
     """Serve ``directory`` on 127.0.0.1 (free port) from a daemon thread; yields the base URL (ends with '/')."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
@@ -224,6 +260,8 @@ def missing_browser() -> str | None:
         return f"no Chromium found on PATH (looked for {', '.join(BROWSERS)}; {INSTALL_HINT})"
     if not shutil.which("chromedriver"):
         return f"chromedriver not found on PATH ({INSTALL_HINT})"
+    if not (MATHJAX_DIR / "MathJax.js").is_file():
+        return f"no MathJax in {MATHJAX_DIR} ({INSTALL_HINT})"
     return None
 
 
@@ -267,7 +305,7 @@ def full_page_screenshot(driver, path: Path, max_height: int = 16000) -> tuple[i
             if h2 == h:
                 break
             h = h2
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True})
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +322,11 @@ const text = el => { const c = el.cloneNode(true); c.querySelectorAll('.headerli
 const imgs = [...document.images];
 imgs.forEach(i => { i.loading = 'eager'; });
 const t0 = Date.now();
-(function wait() {
+let started = false;
+const start = () => { if (!started) { started = true; wait(); } };
+if (window.MathJax && window.MathJax.Hub) { MathJax.Hub.Register.StartupHook('End', start); setTimeout(start, 20000); }
+else start();
+function wait() {
   const local = imgs.filter(i => new URL(i.currentSrc || i.src, location.href).origin === location.origin
                                  || (i.src || '').startsWith('data:'));
   if (local.some(i => !i.complete) && Date.now() - t0 < 10000) { setTimeout(wait, 50); return; }
@@ -298,7 +340,7 @@ const t0 = Date.now();
   }
   const stray = [...art.querySelectorAll('span.math')].filter(m =>
       /\$$/.test((m.previousSibling || {}).textContent || '') || /^\$/.test((m.nextSibling || {}).textContent || ''))
-    .map(m => m.parentElement.textContent.replace(/\s+/g, ' ').trim().slice(0, 80));
+    .map(m => (m.querySelector('script[type^="math/tex"]') || m).textContent.trim().slice(0, 80));
   const zone = a => a.closest('nav.bd-docs-nav') ? 'sidebar' : a.closest('.prev-next-area') ? 'prev/next'
                   : art.contains(a) ? 'article' : 'page';
   const scripts = t => [...document.querySelectorAll(`script[type="${t}"]`)].map(s => s.textContent);
@@ -309,7 +351,10 @@ const t0 = Date.now();
     problematic: [...art.querySelectorAll('.problematic')].map(text).map(s => s.slice(0, 80)),
     raw_latex: raw,
     stray_dollars: stray,
-    math: [...art.querySelectorAll('span.math, div.math')].map(m => m.textContent.trim()),
+    math: [...art.querySelectorAll('span.math, div.math')].map(m => ({
+      tex: (m.querySelector('script[type^="math/tex"]') || m).textContent.trim(),
+      typeset: !!m.querySelector('.MathJax_CHTML, .mjx-chtml'),
+      error: [...m.querySelectorAll('.mjx-merror')].map(text).join(' ')})),
     mathjax_script: !!document.querySelector('script[src*="mathjax" i]'),
     images: imgs.map(i => ({src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth})),
     cells: art.querySelectorAll('div.cell').length,
@@ -323,7 +368,7 @@ const t0 = Date.now();
     widget_views: scripts('application/vnd.jupyter.widget-view+json'),
     widget_manager: !!document.querySelector('script[src*="@jupyter-widgets/html-manager"]'),
   });
-})();
+}
 """
 
 
@@ -334,15 +379,6 @@ class _Ids(html.parser.HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.ids.update(v for k, v in attrs if k in ("id", "name") and v)
-
-
-def _balanced(tex: str) -> bool:
-    depth = 0
-    for ch in re.sub(r"\\[{}]", "", tex):
-        depth += (ch == "{") - (ch == "}")
-        if depth < 0:
-            return False
-    return depth == 0
 
 
 class BookChecker:
@@ -401,11 +437,11 @@ class BookChecker:
         out += [f"problematic markup: {m!r}" for m in got["problematic"]]
         out += [f"unrendered LaTeX in text: {m!r}" for m in got["raw_latex"]]
         out += [f"stray '$' around math (put $$ display math on lines of its own): {m!r}" for m in got["stray_dollars"]]
-        for tex in got["math"]:
-            if not re.fullmatch(r"(?s)\\\(.*\\\)|\\\[.*\\\]", tex):
-                out.append(f"math node without MathJax delimiters: {tex[:60]!r}")
-            elif not _balanced(tex):
-                out.append(f"math with unbalanced braces: {tex[:60]!r}")
+        for math in got["math"]:
+            if math["error"]:
+                out.append(f"TeX error in {math['tex'][:60]!r}: {math['error']}")
+            elif not math["typeset"]:
+                out.append(f"math not typeset by MathJax: {math['tex'][:60]!r}")
         if got["math"] and not got["mathjax_script"]:
             out.append("page has math but loads no MathJax")
         return out
@@ -432,7 +468,9 @@ class BookChecker:
             frag = urllib.parse.unquote(urllib.parse.urlsplit(link["href"]).fragment)
             ids = self._ids.get(link["href"].split("#")[0])
             if frag and ids is not None and frag not in ids:
-                out.append(f"broken {link['zone']} link {link['raw']!r}: no #{frag} on {path}")
+                hint = " (a link to a file that is not a page of the book: missing from _toc.yml?)" \
+                    if re.search(r"\.(ipynb|md|html)$", frag) else ""
+                out.append(f"broken {link['zone']} link {link['raw']!r}: no #{frag} on {path}{hint}")
         i = [p.docname for p in self.pages].index(page.docname)
         for side, j in (("prev", i - 1), ("next", i + 1)):
             want = self.url(self.pages[j]) if 0 <= j < len(self.pages) else None
@@ -479,13 +517,15 @@ class BookChecker:
 
 
 def plant_breakage(site: Path, page: Page, snippet: str) -> None:
-    """Insert ``snippet`` at the top of ``page``'s article in a site copy (file replaced, never edited in place,
-    so a hard-linked copy leaves the real build untouched)."""
+    """Insert ``snippet`` right under the title of ``page`` in a site copy, where the page's own content is.
+
+    The file is replaced, never edited in place, so a hard-linked copy of the site leaves the real build untouched.
+    """
     target = site / page.html
     text = target.read_text()
-    marker = re.search(r'<article class="bd-article"[^>]*>', text)
-    if marker is None:
-        raise ValueError(f"no <article class=\"bd-article\"> in {target}")
+    title = re.search(r'<article class="bd-article"[^>]*>.*?</h1>', text, re.S)
+    if title is None:
+        raise ValueError(f"no <article class=\"bd-article\"> with an <h1> in {target}")
     tmp = target.with_suffix(".planted")
-    tmp.write_text(text[:marker.end()] + snippet + text[marker.end():])
+    tmp.write_text(text[:title.end()] + snippet + text[title.end():])
     os.replace(tmp, target)

@@ -7,7 +7,7 @@ and check them with ``tests/browser_check.py``. A full-page screenshot of each p
 ``_build/screenshots/<page>.png`` as a build artefact. The book is (re)built first if ``_build/html`` is missing or
 older than its sources.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and the ``selenium`` package.
+Needs Debian's ``chromium``, ``chromium-driver`` and ``libjs-mathjax`` (``.ci/run`` installs them) and ``selenium``.
 Without them the tests skip with the reason, except in CI (``CI=true``), where they fail: CI must prove the pages.
 ``SETR_EDU_BOOK_ROOT=/path/to/a/book/copy`` checks another copy of the book (used while developing the checks).
 """
@@ -112,11 +112,12 @@ def test_checker_reports_exactly_a_planted_broken_image_and_link(browser, site, 
 
 
 def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
-    """Each remaining check, fed one break it must see: error box, raw LaTeX, bad math, dead anchor, bad Colab."""
+    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor, cells, Colab."""
     root_page = PAGES[0]
     copy = _site_copy(site, tmp_path)
     bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
-                                       '<p>raw $$x^2$$ text</p><span class="math">\\(\\frac{a}{b\\)</span>'
+                                       '<p>raw $$x^2$$ text <span class="math">\\(\\frac{a}{b\\)</span> and '
+                                       '<span class="math">\\(\\plantedmacro x\\)</span></p>'
                                        '<a href="#planted-no-such-anchor">anchor</a>')
     notebooks = [p for p in PAGES if p.is_notebook]
     if notebooks:
@@ -126,7 +127,8 @@ def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
         checker = bc.BookChecker(browser, base, PAGES, ROOT)
         found = "\n".join(checker.check(root_page) + (checker.check(notebooks[0]) if notebooks else []))
     expected = ["Sphinx error box: 'Unknown directive type \"planted\".'", "unrendered LaTeX in text: 'raw $$x^2$$ text'",
-                "math with unbalanced braces", f"no #planted-no-such-anchor on {root_page.html}"]
+                "TeX error in '\\\\frac{a}{b'", "TeX error in '\\\\plantedmacro x': Undefined control sequence",
+                f"no #planted-no-such-anchor on {root_page.html}"]
     if notebooks:
         expected += ["code cells: notebook has", "Colab link 'https://colab.research.google.com/github/x/y/blob/"]
     missing = [e for e in expected if e not in found]
