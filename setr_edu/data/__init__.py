@@ -1,4 +1,6 @@
 """Data: the synthetic context task, real dataset loaders, joint transforms and download helpers."""
+from .datasets import ADE20K, Cityscapes, DatasetNotFoundError, FolderDataset, PascalContext, SegmentationDataset
+from .download import ChecksumError, download_ade20k, download_url, extract, instructions
 from .synthetic import SyntheticContextDataset
 from .transforms import (
     IMAGENET_MEAN,

@@ -1,0 +1,247 @@
+"""Loaders for the paper's datasets in their real on-disk layouts (paper §4.1), plus a generic folder dataset.
+
+=================  ==========================================================================  =======
+dataset            layout under ``root``                                                       classes
+=================  ==========================================================================  =======
+ADE20K             ``ADEChallengeData2016/images/{training,validation}/*.jpg`` and              150
+                   ``ADEChallengeData2016/annotations/{training,validation}/*.png``
+                   (0 = "other" -> 255, k -> k - 1: mmseg's ``reduce_zero_label``)
+Cityscapes         ``leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and                     19
+                   ``gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`` (255 = ignore)
+Pascal Context     ``VOCdevkit/VOC2010/JPEGImages/*.jpg``, ``SegmentationClassContext/*.png``     60
+                   and ``ImageSets/SegmentationContext/{train,val}.txt`` (0 = background)
+FolderDataset      ``images/<split>/*.jpg|png`` and ``annotations/<split>/*.png`` (same stems)   any
+=================  ==========================================================================  =======
+
+``root`` may also be the inner folder (``ADEChallengeData2016``, ``VOC2010``). Every item is
+``(image, label)``: by default a float tensor ``(3, H, W)`` normalised with ImageNet mean/std and an int64 label
+``(H, W)``; pass ``transforms=train_pipeline(...)`` for the paper's augmentation. ``get_raw(i)`` gives the uint8
+image ``(H, W, 3)`` and the uint8 label after the dataset's label mapping. A missing folder raises
+:class:`DatasetNotFoundError` with the expected layout and where to download; a label value that is neither a
+class nor 255 raises a ``ValueError`` naming the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..viz.palette import generic_palette, palette_for
+from .download import instructions
+from .transforms import SeededTransforms
+
+IGNORE_INDEX = 255
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset folder is missing or malformed; the message says what layout is expected and where to get it."""
+
+
+def _not_found(dataset: str, problem: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(f"{problem}\n\n{instructions(dataset)}")
+
+
+class SegmentationDataset(SeededTransforms, Dataset):
+    """Base class: a list of ``(image_path, label_path)`` pairs plus class names, palette and label mapping."""
+
+    name = "folder"
+
+    def __init__(self, pairs: list[tuple[Path, Path]], class_names, palette=None, reduce_zero_label: bool = False,
+                 transforms: Callable | None = None, transform_seed: int = 0):
+        self.pairs, self.class_names = list(pairs), tuple(class_names)
+        self.num_classes = len(self.class_names)
+        self.palette = np.asarray(palette if palette is not None else generic_palette(self.num_classes), np.uint8)
+        self.reduce_zero_label, self.ignore_index = reduce_zero_label, IGNORE_INDEX
+        self.transforms, self.transform_seed = transforms, transform_seed
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        image, label = self.get_raw(index)
+        return self.apply_transforms(image, label, index)
+
+    def get_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image uint8 ``(H, W, 3)`` RGB and label uint8 ``(H, W)`` in ``[0, num_classes)`` or 255."""
+        image_path, label_path = self.pairs[index]
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        label = self.read_label(label_path)
+        if label.shape != image.shape[:2]:
+            raise ValueError(f"{label_path} is {label.shape[1]}x{label.shape[0]} but its image {image_path} is "
+                             f"{image.shape[1]}x{image.shape[0]}; image and label must have the same size")
+        return image, label
+
+    def read_label(self, path: Path) -> np.ndarray:
+        """Read a single-channel PNG of class indices, apply ``reduce_zero_label`` and check every value."""
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise ValueError(f"label file {path} has mode {im.mode!r}; expected a single-channel PNG of class "
+                                 f"indices (mode 'L' or 'P'), not a colour-coded mask")
+            label = np.asarray(im)
+        if label.max(initial=0) > 255:
+            raise ValueError(f"label file {path} holds values up to {label.max()}; class indices must fit in 0-255")
+        label = label.astype(np.uint8)
+        if self.reduce_zero_label:  # 0 ("other") -> 255 (ignored), k -> k - 1
+            label = (label.astype(np.int16) - 1).astype(np.uint8)  # 0 - 1 wraps to 255
+            label[label == 254] = IGNORE_INDEX  # a stored 255 stays ignored (mmseg does the same)
+        counts = np.bincount(label.ravel(), minlength=256)
+        bad = [int(v) for v in np.flatnonzero(counts) if v >= self.num_classes and v != IGNORE_INDEX]
+        if bad:
+            stored = [v + 1 for v in bad] if self.reduce_zero_label else bad  # the values as written in the file
+            raise ValueError(f"label file {path} holds values {stored[:10]} that are neither a class in "
+                             f"[0, {self.num_classes}) nor {IGNORE_INDEX} (ignore)"
+                             + (f" after reduce_zero_label (k -> k - 1, so the file may hold 0-{self.num_classes})"
+                                if self.reduce_zero_label else "")
+                             + f"; is this really a {self.name} label map?")
+        return label
+
+    def validate(self) -> "SegmentationDataset":
+        """Read every label once and raise on the first bad one (slow on big sets; loading checks lazily anyway)."""
+        for _, label_path in self.pairs:
+            self.read_label(label_path)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
+
+
+def _find_root(root, inner: str, must_have: str, dataset: str) -> Path:
+    """``root`` or ``root/inner``, whichever contains ``must_have``."""
+    root = Path(root).expanduser()
+    for candidate in (root / inner, root):
+        if (candidate / must_have).is_dir():
+            return candidate
+    raise _not_found(dataset, f"{dataset}: no {inner}/{must_have} folder under {root.resolve()}")
+
+
+def _check_split(split: str, allowed: dict) -> str:
+    if split not in allowed:
+        raise ValueError(f"split must be one of {sorted(allowed)}, got {split!r}")
+    return allowed[split]
+
+
+def _pairs_or_raise(pairs, dataset: str, where: Path):
+    if not pairs:
+        raise _not_found(dataset, f"{dataset}: found no image/label pairs in {where}")
+    return sorted(pairs)
+
+
+class ADE20K(SegmentationDataset):
+    """ADE20K SceneParsing (``ADEChallengeData2016``), 150 classes, ``reduce_zero_label``; splits train | val."""
+
+    name = "ade20k"
+
+    def __init__(self, root, split: str = "train", transforms: Callable | None = None, transform_seed: int = 0):
+        sub = _check_split(split, {"train": "training", "val": "validation"})
+        base = _find_root(root, "ADEChallengeData2016", f"images/{sub}", self.name)
+        ann = base / "annotations" / sub
+        if not ann.is_dir():
+            raise _not_found(self.name, f"ade20k: {ann} is missing (images without annotations)")
+        pairs = []
+        for img in (base / "images" / sub).glob("*.jpg"):
+            label = ann / (img.stem + ".png")
+            if not label.is_file():
+                raise _not_found(self.name, f"ade20k: {img.name} has no annotation {label}")
+            pairs.append((img, label))
+        names, palette = palette_for("ade20k")
+        super().__init__(_pairs_or_raise(pairs, self.name, base / "images" / sub), names, palette,
+                         reduce_zero_label=True, transforms=transforms, transform_seed=transform_seed)
+
+
+class Cityscapes(SegmentationDataset):
+    """Cityscapes fine annotations, 19 classes from ``*_gtFine_labelTrainIds.png``; splits train | val."""
+
+    name = "cityscapes"
+
+    def __init__(self, root, split: str = "train", transforms: Callable | None = None, transform_seed: int = 0):
+        sub = _check_split(split, {"train": "train", "val": "val"})
+        base = _find_root(root, "cityscapes", f"leftImg8bit/{sub}", self.name)
+        pairs, missing = [], []
+        for img in (base / "leftImg8bit" / sub).glob("*/*_leftImg8bit.png"):
+            stem = img.name[: -len("_leftImg8bit.png")]
+            label = base / "gtFine" / sub / img.parent.name / f"{stem}_gtFine_labelTrainIds.png"
+            (pairs if label.is_file() else missing).append((img, label))
+        if missing:
+            hint = ("the gtFine_labelIds.png files exist but the trainId versions do not: run cityscapesScripts' "
+                    "createTrainIdLabelImgs (see below)" if Path(str(missing[0][1]).replace("labelTrainIds", "labelIds")
+                                                              ).is_file() else "gtFine is missing or incomplete")
+            raise _not_found(self.name, f"cityscapes: {len(missing)} images have no {missing[0][1].name}-style label "
+                                        f"(e.g. {missing[0][1]}); {hint}")
+        names, palette = palette_for("cityscapes")
+        super().__init__(_pairs_or_raise(pairs, self.name, base / "leftImg8bit" / sub), names, palette,
+                         transforms=transforms, transform_seed=transform_seed)
+
+
+class PascalContext(SegmentationDataset):
+    """Pascal Context, 60 classes (background + 59), mmseg's preprocessed VOC2010 layout; splits train | val."""
+
+    name = "pascal_context"
+
+    def __init__(self, root, split: str = "train", transforms: Callable | None = None, transform_seed: int = 0):
+        _check_split(split, {"train": "train", "val": "val"})
+        root = Path(root).expanduser()
+        base = next((c for c in (root / "VOCdevkit" / "VOC2010", root / "VOC2010", root)
+                     if (c / "JPEGImages").is_dir()), None)
+        if base is None:
+            raise _not_found(self.name, f"pascal_context: no VOCdevkit/VOC2010/JPEGImages folder under {root.resolve()}")
+        split_file = base / "ImageSets" / "SegmentationContext" / f"{split}.txt"
+        if not split_file.is_file() or not (base / "SegmentationClassContext").is_dir():
+            raise _not_found(self.name, f"pascal_context: {split_file} or {base / 'SegmentationClassContext'} is "
+                                        f"missing (the 60-class labels must be converted first)")
+        pairs = []
+        for name in split_file.read_text().split():
+            img, label = base / "JPEGImages" / f"{name}.jpg", base / "SegmentationClassContext" / f"{name}.png"
+            if not (img.is_file() and label.is_file()):
+                raise _not_found(self.name, f"pascal_context: {split_file.name} lists {name!r} but {img} or {label} "
+                                            f"does not exist")
+            pairs.append((img, label))
+        names, palette = palette_for("pascal_context")
+        super().__init__(_pairs_or_raise(pairs, self.name, split_file), names, palette,
+                         transforms=transforms, transform_seed=transform_seed)
+
+
+class FolderDataset(SegmentationDataset):
+    """Any image/mask folder pair; masks are single-channel PNGs of class indices with the image's stem.
+
+    Either ``FolderDataset(images_dir, masks_dir, num_classes=K)`` or ``FolderDataset(root, split="train")`` for
+    ``root/images/<split>`` + ``root/annotations/<split>`` (``masks/`` also accepted). Class names come from
+    ``class_names``, else ``root/classes.txt`` (one per line), else ``num_classes``, else the largest label value
+    found + 1 (reads every mask once). ``reduce_zero_label=True`` treats 0 as "ignore" like ADE20K.
+    """
+
+    def __init__(self, images_dir, masks_dir=None, split: str | None = None, num_classes: int | None = None,
+                 class_names=None, palette=None, reduce_zero_label: bool = False,
+                 transforms: Callable | None = None, transform_seed: int = 0):
+        images_dir = Path(images_dir).expanduser()
+        root = images_dir
+        if masks_dir is None:
+            masks = next((root / m for m in ("annotations", "masks") if (root / m).is_dir()), root / "annotations")
+            images_dir, masks_dir = root / "images", masks
+            if split is not None:
+                images_dir, masks_dir = images_dir / split, masks_dir / split
+        masks_dir = Path(masks_dir).expanduser()
+        for d in (images_dir, masks_dir):
+            if not d.is_dir():
+                raise _not_found("folder", f"folder dataset: {d} does not exist")
+        pairs, orphans = [], []
+        for img in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            mask = masks_dir / (img.stem + ".png")
+            (pairs if mask.is_file() else orphans).append((img, mask))
+        if orphans:
+            raise _not_found("folder", f"folder dataset: {len(orphans)} images in {images_dir} have no mask in "
+                                       f"{masks_dir} (e.g. {orphans[0][0].name} -> {orphans[0][1].name})")
+        pairs = _pairs_or_raise(pairs, "folder", images_dir)
+        if class_names is None and (root / "classes.txt").is_file():
+            class_names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
+        if class_names is None:
+            if num_classes is None:
+                top = max(int(np.max(np.where(m == IGNORE_INDEX, 0, m))) for m in
+                          (np.asarray(Image.open(p)) for _, p in pairs))
+                num_classes = top + (0 if reduce_zero_label else 1)
+            class_names = [str(k) for k in range(num_classes)]
+        self.name = f"folder dataset ({images_dir})"
+        super().__init__(pairs, class_names, palette, reduce_zero_label, transforms, transform_seed)
