@@ -1,17 +1,14 @@
 """Loaders for the paper's datasets in their real on-disk layouts (paper §4.1), plus a generic folder dataset.
 
-=================  ==========================================================================  =======
-dataset            layout under ``root``                                                       classes
-=================  ==========================================================================  =======
-ADE20K             ``ADEChallengeData2016/images/{training,validation}/*.jpg`` and              150
-                   ``ADEChallengeData2016/annotations/{training,validation}/*.png``
-                   (0 = "other" -> 255, k -> k - 1: mmseg's ``reduce_zero_label``)
-Cityscapes         ``leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and                     19
-                   ``gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`` (255 = ignore)
-Pascal Context     ``VOCdevkit/VOC2010/JPEGImages/*.jpg``, ``SegmentationClassContext/*.png``     60
-                   and ``ImageSets/SegmentationContext/{train,val}.txt`` (0 = background)
-FolderDataset      ``images/<split>/*.jpg|png`` and ``annotations/<split>/*.png`` (same stems)   any
-=================  ==========================================================================  =======
+* **ADE20K** (150 classes): ``ADEChallengeData2016/images/{training,validation}/*.jpg`` and
+  ``ADEChallengeData2016/annotations/{training,validation}/*.png``; 0 ("other") becomes 255 and k becomes k - 1
+  (mmseg's ``reduce_zero_label``).
+* **Cityscapes** (19 classes): ``leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and
+  ``gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png`` (255 = ignore).
+* **Pascal Context** (60 classes, 0 = background): ``VOCdevkit/VOC2010/JPEGImages/*.jpg``,
+  ``VOCdevkit/VOC2010/SegmentationClassContext/*.png`` and
+  ``VOCdevkit/VOC2010/ImageSets/SegmentationContext/{train,val}.txt``.
+* **FolderDataset** (any classes): ``images/<split>/*.jpg|png`` and ``annotations/<split>/*.png`` (same stems).
 
 ``root`` may also be the inner folder (``ADEChallengeData2016``, ``VOC2010``). Every item is
 ``(image, label)``: by default a float tensor ``(3, H, W)`` normalised with ImageNet mean/std and an int64 label

@@ -9,8 +9,8 @@ ADE20K and Pascal Context have no single official colour table, so their palette
 reproducible colour. ``palette_for(name)`` returns ``(names, palette (K, 3) uint8)``.
 
     >>> names, pal = palette_for("cityscapes")
-    >>> len(names), pal.shape, names[0], tuple(pal[0])
-    (19, (19, 3), 'road', (128, 64, 128))
+    >>> len(names), pal.shape, names[0], pal[0].tolist()
+    (19, (19, 3), 'road', [128, 64, 128])
 """
 from __future__ import annotations
 
