@@ -1,0 +1,157 @@
+"""Assignment A6 (capstone): train a small SETR on the synthetic context task, then study where it fails.
+
+Interfaces the assignment asks for:
+
+* ``model``: a trained :class:`setr_edu.SETR` (any decoder) for :class:`setr_edu.data.SyntheticContextDataset`;
+  ``model(x)`` -> logits ``(B, K, H, W)``. Graded on the ``val`` split (seed 0) at the run profile's scale:
+  it must reach the profile's target mIoU (:data:`TARGETS`) and beat the "everything is background" baseline.
+* ``worst_images(model, dataset, k)`` -> the indices of the ``k`` images with the lowest per-image mIoU, worst
+  first (per-image mIoU: :class:`~setr_edu.engine.metrics.SegmentationMetric` on that image alone).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import SyntheticContextDataset
+from ..engine.metrics import SegmentationMetric, confusion_matrix, metrics_from_confusion
+from ..profile import get_profile
+from .result import CheckResult, Grader
+
+# mIoU on the val split that a reasonable solution reaches at each profile's scale (ci only proves it runs).
+TARGETS = {"ci": 0.33, "cpu": 0.50, "gpu": 0.80}
+
+
+def evaluate(model: nn.Module, dataset, batch_size: int = 16) -> tuple[SegmentationMetric, SegmentationMetric]:
+    """The model's dataset-level metric, and the metric of predicting background everywhere."""
+    device = next(model.parameters()).device
+    metric, baseline = SegmentationMetric(dataset.num_classes), SegmentationMetric(dataset.num_classes)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    with torch.no_grad():
+        for x, y in loader:
+            metric.update(model(x.to(device)).float().cpu(), y)
+            baseline.update(torch.zeros_like(y), y)
+    return metric, baseline
+
+
+def context_errors(conf: torch.Tensor, dataset: SyntheticContextDataset) -> float:
+    """Fraction of object pixels predicted as the right kind of object with the wrong key (context errors)."""
+    n_shapes = len(dataset.class_names[1:]) // dataset.num_keys  # classes 1.. are key-major, shape-minor
+    wrong_key = sum(int(conf[t, p]) for t in range(1, dataset.num_classes) for p in range(1, dataset.num_classes)
+                    if p != t and (p - 1) % n_shapes == (t - 1) % n_shapes)
+    return wrong_key / max(1, int(conf[1:].sum()))
+
+
+def check_trained_model(model, verbose: bool = True) -> CheckResult:
+    """Grade a trained SETR on the synthetic val split against the run profile's target mIoU."""
+    P = get_profile()
+    target = TARGETS[P.name]
+    g = Grader("A6", "trained_model", f"trained model (profile {P.name})", tests=3, verbose=verbose)
+    with g.run():
+        if not isinstance(model, nn.Module):
+            g.fail(f"expected the trained model (an nn.Module), got {type(model).__name__}", stop=True)
+        val = SyntheticContextDataset(P.num_val, img_size=P.img_size, split="val", seed=0)
+        was_training = model.training
+        model.eval()
+        try:
+            x, _ = val[0]
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                out = model(x[None].to(device))
+            want = (1, val.num_classes, P.img_size, P.img_size)
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            hint = ("model(x) returned a tuple: call it without with_aux=True" if isinstance(out, tuple) else
+                    f"the model predicts {got[1]} classes; build it with num_classes=dataset.num_classes = "
+                    f"{val.num_classes}" if isinstance(out, torch.Tensor) and got[1] != val.num_classes else
+                    "the logits must come back at the input resolution")
+            g.test(got == want, f"model(x) gives logits {want} = (B, K, H, W)",
+                   f"model(x) gives {got}, expected logits (B, K, H, W) = {want}", hint, stop=True)
+            metric, baseline = evaluate(model, val)
+        finally:
+            model.train(was_training)
+        r, b = metric.compute(), baseline.compute()
+        miou, base = float(r["mIoU"]), float(b["mIoU"])
+        g.test(miou > base + 0.01, f"beats predicting background everywhere (mIoU {base:.3f})",
+               f"mIoU {miou:.3f} is no better than predicting background everywhere ({base:.3f})",
+               "the model has not learned the shapes yet: check the loss goes down (cross-entropy with "
+               "ignore_index=255), the learning rate, and that you train for the profile's iterations")
+        g.test(miou >= target, f"mIoU {miou:.3f} on {len(val)} val images reaches the target {target:.2f} for "
+               f"profile {P.name}", f"mIoU {miou:.3f} on {len(val)} val images is below the target {target:.2f} "
+               f"for profile {P.name}", "train longer or with a larger learning rate; look at which classes fail")
+        ious = ", ".join(f"{n} {v:.2f}" for n, v in zip(val.class_names, r["IoU"].tolist()))
+        g.note(f"IoU per class: {ious}")
+        g.note(f"{100 * context_errors(metric.confusion, val):.1f}% of object pixels are found but given the class "
+               "of the wrong key: errors that only global context can fix")
+    return g.finish()
+
+
+class ColourRule(nn.Module):
+    """A fixed toy "model" for grading ``worst_images``: a seeded 1x1 convolution on the colours."""
+
+    def __init__(self, num_classes: int, seed: int = 0):
+        super().__init__()
+        self.conv = nn.Conv2d(3, num_classes, 1)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
+            self.conv.bias.copy_(torch.randn(num_classes, generator=g) + torch.eye(num_classes)[0] * 2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def image_scores(model: nn.Module, dataset, kind: str = "miou") -> torch.Tensor:
+    """One score per image: its mIoU, or (the plausible mistakes) accuracy / mean IoU with absent classes = 0."""
+    scores = []
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            x, y = dataset[i]
+            pred = model(x[None]).argmax(1)[0]
+            r = metrics_from_confusion(confusion_matrix(pred, y, dataset.num_classes))
+            iou = torch.as_tensor(r["IoU"])
+            scores.append({"miou": r["mIoU"], "acc": r["aAcc"], "zero": float(torch.nan_to_num(iou).mean())}[kind])
+    return torch.tensor(scores, dtype=torch.float64)
+
+
+RANKINGS = {
+    ("miou", "worst"): None,
+    ("miou", "best"): "these are the best images, not the worst: sort the per-image mIoU in ascending order.",
+    ("acc", "worst"): "the images are ranked by pixel accuracy; rank them by each image's mIoU, which does not let "
+                      "the large background class hide the shapes that failed.",
+    ("zero", "worst"): "classes absent from an image (in its label and prediction) count as IoU 0 in its mean; "
+                       "leave them out (nanmean), otherwise images with few shapes always look worst.",
+}
+
+
+def picks_match(indices: list[int], scores: torch.Tensor, descending: bool) -> bool:
+    """True if ``indices`` hold the k lowest (highest) scores in order (ties may come in any order)."""
+    want = scores.sort(descending=descending).values[: len(indices)]
+    return torch.allclose(scores[indices], want, atol=1e-9, equal_nan=True)
+
+
+def check_worst_images(fn, verbose: bool = True) -> CheckResult:
+    """Grade ``fn(model, dataset, k) -> indices`` of the k lowest per-image mIoUs, worst first."""
+    g = Grader("A6", "worst_images", "worst images", tests=3, verbose=verbose)
+    with g.run():
+        for i, (n, k, seed) in enumerate([(10, 4, 7), (6, 1, 8)]):
+            ds = SyntheticContextDataset(n, img_size=32, split="test", seed=seed)
+            model = ColourRule(ds.num_classes, seed=seed).eval()
+            out = fn(model, ds, k)
+            try:
+                idx = [int(j) for j in out]
+            except (TypeError, ValueError):
+                g.fail(f"expected a list of {k} image indices, got {type(out).__name__}", stop=True)
+            if i == 0:
+                g.test(len(idx) == k and len(set(idx)) == k and all(0 <= j < n for j in idx),
+                       f"returns {k} different indices into the dataset",
+                       f"expected {k} different indices in [0, {n}), got {idx}", stop=True)
+            scores = {kind: image_scores(model, ds, kind) for kind in ("miou", "acc", "zero")}
+            if len(idx) == k and picks_match(idx, scores["miou"], descending=False):
+                g.ok(f"the {k} lowest per-image mIoUs of {n} images, worst first")
+                continue
+            bugs = [msg for (kind, order), msg in RANKINGS.items() if msg and len(idx) == k
+                    and picks_match(idx, scores[kind], descending=(order == "best"))]
+            g.fail(f"not the {k} lowest per-image mIoUs of {n} images, worst first (got {idx})",
+                   bugs or "score each image alone (SegmentationMetric or confusion_matrix on that image), then "
+                           "sort ascending and keep the first k")
+    return g.finish()

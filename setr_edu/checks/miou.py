@@ -1,0 +1,228 @@
+"""Assignment A5: mean IoU from a confusion matrix, the way SETR's benchmarks count it (mmsegmentation semantics).
+
+Interfaces the assignment asks for:
+
+* ``confusion_matrix(pred, target, num_classes, ignore_index=255) -> (K, K)`` integer counts, row = true class,
+  column = predicted class; pixels whose target is ``ignore_index`` are left out.
+* ``iou_from_confusion(conf) -> (K,)``: ``IoU_c = TP / (TP + FP + FN)``; NaN for a class that appears neither in
+  the targets nor in the predictions (its union is empty).
+* ``mean_iou(pairs, num_classes, ignore_index=255) -> float``: mIoU of a whole dataset, ``pairs`` an iterable of
+  ``(pred, target)`` label maps ``(H, W)``: one confusion matrix summed over every image, then the mean of the
+  per-class IoUs that are not NaN. Reference: :class:`setr_edu.engine.metrics.SegmentationMetric`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .compare import close, diagnose
+from .result import CheckResult, Grader
+
+IGNORE = 255
+
+
+def labels(shape, num_classes: int, seed: int, ignore_frac: float = 0.0, present=None) -> torch.Tensor:
+    """A reproducible label map; ``present`` restricts the classes used; a fraction of pixels set to 255."""
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.tensor(present if present is not None else range(num_classes))
+    t = classes[torch.randint(len(classes), shape, generator=g)]
+    if ignore_frac:
+        t[torch.rand(shape, generator=g) < ignore_frac] = IGNORE
+    return t
+
+
+def reference_metric(pairs, num_classes: int, ignore_index: int = IGNORE) -> dict:
+    """The library's dataset-level metric over ``(pred, target)`` pairs: ``compute()`` of ``SegmentationMetric``."""
+    from ..engine.metrics import SegmentationMetric
+
+    metric = SegmentationMetric(num_classes, ignore_index=ignore_index)
+    for pred, target in pairs:
+        metric.update(pred[None], target[None])
+    return metric.compute()
+
+
+def as_float(value) -> float:
+    if isinstance(value, torch.Tensor):
+        return float(value.double().reshape(()))
+    return float(value)
+
+
+def reference_miou(pairs, num_classes: int) -> float:
+    """The library's mIoU as a fraction in [0, 1] (a metric that reports percent is scaled back)."""
+    value = as_float(reference_metric(pairs, num_classes)["mIoU"])
+    return value / 100 if value > 1 else value
+
+
+def reference_iou(conf: torch.Tensor) -> torch.Tensor:
+    """Per-class IoU of a confusion matrix, computed by the library: each count becomes that many pixels."""
+    K = conf.shape[0]
+    t = torch.arange(K).repeat_interleave(conf.sum(1))  # row = true class
+    p = torch.cat([torch.arange(K).repeat_interleave(row) for row in conf])  # column = prediction, row by row
+    iou = torch.as_tensor(reference_metric([(p[None], t[None])], K)["IoU"], dtype=torch.float64)
+    return iou / 100 if torch.nan_to_num(iou).max() > 1 else iou
+
+
+def confusion_reference(pred, target, K, transposed=False):
+    keep = target != IGNORE
+    t, p = target[keep], pred[keep]
+    if transposed:
+        t, p = p, t
+    return torch.bincount(K * t + p, minlength=K * K).reshape(K, K)
+
+
+def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
+    """Grade ``fn(pred, target, num_classes, ignore_index=255) -> (K, K)``."""
+    g = Grader("A5", "confusion_matrix", "confusion matrix", tests=3, verbose=verbose)
+    with g.run():
+        K = 4
+        pred, target = labels((2, 6, 7), K, seed=0), labels((2, 6, 7), K, seed=1)
+        want = confusion_reference(pred, target, K)
+        out = fn(pred.clone(), target.clone(), K, ignore_index=IGNORE)
+        out = torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out
+        if close(out.double(), want.double()):
+            g.ok(f"counts right on 2 images of 6x7 pixels, {K} classes")
+        else:
+            transposed = close(out.double(), confusion_reference(pred, target, K, transposed=True).double())
+            shape = "" if out.shape == want.shape else f"; expected shape ({K}, {K}), got {tuple(out.shape)}"
+            g.fail(f"counts differ (2 images of 6x7 pixels, {K} classes{shape})",
+                   "rows and columns are swapped: row = the TRUE class, column = the predicted class"
+                   if transposed else "entry [i, j] counts the pixels of true class i predicted as j; "
+                   "torch.bincount(num_classes * target + pred, minlength=num_classes**2) does it in one call",
+                   stop=True)
+        target_ig = labels((2, 6, 7), K, seed=2, ignore_frac=0.25)
+        want = confusion_reference(pred, target_ig, K)
+        try:
+            out = torch.as_tensor(fn(pred.clone(), target_ig.clone(), K, ignore_index=IGNORE))
+        except (IndexError, RuntimeError) as exc:
+            g.fail(f"crashed on targets that contain ignore pixels (255): {type(exc).__name__}: {exc}",
+                   "drop them first: keep = target != ignore_index; pred, target = pred[keep], target[keep]",
+                   stop=True)
+        g.test(close(out.double(), want.double()), "pixels whose target is 255 (ignore) are left out",
+               "wrong counts when the targets contain ignore pixels (255)",
+               f"the counts must sum to the {int((target_ig != IGNORE).sum())} non-ignored pixels, got "
+               f"{int(out.sum())}: select pixels with target != ignore_index (the prediction is never 255)")
+        K2, p2, t2 = 6, labels((3, 5), 6, seed=3, present=[0, 2, 5]), labels((3, 5), 6, seed=4, present=[0, 1, 2])
+        out2 = torch.as_tensor(fn(p2, t2, K2, ignore_index=IGNORE))
+        g.test(close(out2.double(), confusion_reference(p2, t2, K2).double()),
+               "also right for 6 classes on a single 3x5 map (nothing hard-coded)",
+               "right for the first example but not for 6 classes on a single 3x5 map",
+               "take K from num_classes and do not assume a batch dimension: flatten everything")
+    return g.finish()
+
+
+def iou_variant(conf, formula="iou", absent="nan"):
+    conf = conf.double()
+    tp, gt, pr = conf.diag(), conf.sum(1), conf.sum(0)
+    num, den = {"iou": (tp, gt + pr - tp), "acc": (tp, gt), "prec": (tp, pr), "double": (tp, gt + pr),
+                "dice": (2 * tp, gt + pr)}[formula]
+    out = num / den
+    return torch.nan_to_num(out, nan=0.0) if absent == "zero" else out
+
+
+IOU_AXES = {
+    "formula": {"iou": None,
+                "acc": "that is TP / (pixels of the class), the per-class accuracy (recall); IoU divides by the "
+                       "union TP + FP + FN = row sum + column sum - TP.",
+                "prec": "that is TP / (predicted pixels of the class), the precision; IoU divides by the union "
+                        "TP + FP + FN = row sum + column sum - TP.",
+                "double": "the union counts the intersection twice: union = row sum + column sum - TP.",
+                "dice": "that is the Dice / F1 score 2TP / (row sum + column sum); IoU is TP / (row sum + column "
+                        "sum - TP)."},
+    "absent": {"nan": None,
+               "zero": "a class that appears neither in the targets nor in the predictions gets IoU 0; it must be "
+                       "NaN so that the mean can leave it out (0/0 gives NaN in floating point)."},
+}
+
+
+def check_iou(fn, verbose: bool = True) -> CheckResult:
+    """Grade ``fn(conf) -> (K,)`` per-class IoU with NaN for empty classes, against the library's metric."""
+    g = Grader("A5", "iou", "IoU per class", tests=3, verbose=verbose)
+    with g.run():
+        # class 3 appears nowhere (IoU NaN); class 4 is only predicted (IoU 0); the rest overlap partially
+        conf = torch.tensor([[5, 1, 0, 0, 2], [2, 7, 1, 0, 0], [0, 3, 4, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+        want = reference_iou(conf)
+        out = fn(conf.clone())
+        out = torch.as_tensor(out, dtype=torch.float64) if not isinstance(out, torch.Tensor) else out.double()
+        g.test(out.shape == want.shape, f"returns one IoU per class, shape {tuple(want.shape)}",
+               f"expected shape (K,) = {tuple(want.shape)}, got {tuple(out.shape)}", stop=True)
+        if close(out, want):
+            g.ok("IoU = TP / (TP + FP + FN), NaN for a class absent from targets and predictions, 0 for a class "
+                 "that is only predicted")
+        else:
+            bugs = diagnose(out, IOU_AXES, lambda **o: iou_variant(conf, **o))
+            g.fail("IoU values differ", bugs or f"expected {[round(v, 3) for v in want.tolist()]}, got "
+                                                f"{[round(v, 3) for v in out.tolist()]}", stop=True)
+        conf2 = torch.tensor([[3, 0, 1], [4, 2, 0], [0, 0, 6]])
+        out2 = torch.as_tensor(fn(conf2)).double()
+        g.test(close(out2, reference_iou(conf2)), "also right for a 3-class matrix (nothing hard-coded)",
+               "right for the first matrix but not for a 3-class one")
+    return g.finish()
+
+
+def dataset_variant(pairs, K, per_image="no", absent="nan", ignore="dropped"):
+    """mIoU with the mistakes of :data:`MIOU_AXES` switched on."""
+    def per_class(group):
+        tp, gt, pr = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
+        for p, t in group:
+            keep = t != IGNORE
+            for c in range(K):
+                tp[c] += ((p == c) & (t == c) & keep).sum()
+                gt[c] += ((t == c) & keep).sum()
+                pr[c] += ((p == c) & (keep if ignore == "dropped" else torch.ones_like(keep))).sum()
+        iou = tp / (gt + pr - tp)
+        return torch.nan_to_num(iou, nan=0.0) if absent == "zero" else iou
+
+    def mean(iou):
+        return float(iou[~torch.isnan(iou)].mean()) if (~torch.isnan(iou)).any() else math.nan
+
+    if per_image == "yes":
+        return sum(mean(per_class([pt])) for pt in pairs) / len(pairs)
+    return mean(per_class(pairs))
+
+
+MIOU_AXES = {
+    "per_image": {"no": None,
+                  "yes": "the IoU is averaged per image, then over images. SETR's benchmarks (mmsegmentation) sum "
+                         "ONE confusion matrix over the whole dataset and compute each class's IoU once from it, "
+                         "so that every pixel weighs the same."},
+    "absent": {"nan": None,
+               "zero": "classes that never appear (in targets or predictions) are averaged in as 0; leave their "
+                       "NaN out of the mean (torch.nanmean or iou[~iou.isnan()].mean())."},
+    "ignore": {"dropped": None,
+               "counted": "pixels labelled 255 (ignore) are counted: their predictions add false positives. Drop "
+                          "every pixel whose target is ignore_index before counting."},
+}
+
+
+def check_miou(fn, verbose: bool = True) -> CheckResult:
+    """Grade ``fn(pairs, num_classes, ignore_index=255) -> float`` against ``SegmentationMetric``."""
+    g = Grader("A5", "miou", "dataset mIoU", tests=3, verbose=verbose)
+    with g.run():
+        K = 4  # class 3 never appears; images of different sizes; some pixels ignored
+        sizes = [(6, 7), (3, 4), (8, 5)]
+        pairs = [(labels(s, K, seed=20 + i, present=[0, 1, 2]), labels(s, K, seed=30 + i, ignore_frac=0.2, present=[0, 1, 2]))
+                 for i, s in enumerate(sizes)]
+        pairs[1] = (pairs[1][0], torch.where(pairs[1][1] == 2, 0, pairs[1][1]))  # class 2 absent from image 2's targets
+        want = reference_miou(pairs, K)
+        out = fn([(p.clone(), t.clone()) for p, t in pairs], K, ignore_index=IGNORE)
+        try:
+            value = as_float(out)
+        except (TypeError, ValueError, RuntimeError):
+            g.fail(f"expected a single number (the mIoU), got {type(out).__name__}", stop=True)
+        g.test(0.0 <= value <= 1.0, f"returns a number in [0, 1] ({value:.4f})",
+               f"returned {value:.4f}; the mIoU is a fraction in [0, 1]",
+               "return a fraction, not a percentage" if 1 < value <= 100 else "", stop=True)
+        if abs(value - want) < 1e-6:
+            g.ok("matches setr_edu.engine.metrics.SegmentationMetric on 3 images of different sizes")
+        else:
+            bugs = diagnose(torch.tensor(value), MIOU_AXES, lambda **o: torch.tensor(dataset_variant(pairs, K, **o)))
+            g.fail(f"mIoU {value:.4f} differs from SegmentationMetric's {want:.4f} on 3 images of different sizes",
+                   bugs or "sum one confusion matrix over all images, then iou_from_confusion, then the mean of the "
+                           "non-NaN entries", stop=True)
+        pairs2 = [(labels((4, 4), 5, seed=40, present=[0, 1, 4]), labels((4, 4), 5, seed=41, present=[0, 1]))]
+        g.test(abs(as_float(fn(pairs2, 5, ignore_index=IGNORE)) - reference_miou(pairs2, 5)) < 1e-6,
+               "also right with 5 classes where one class is only predicted (nothing hard-coded)",
+               "right for the first dataset but not for one with 5 classes where class 4 is only predicted",
+               "a class that is predicted but never true has IoU 0 and DOES count in the mean")
+    return g.finish()

@@ -1,0 +1,158 @@
+"""Assignment A3: a transformer layer and SETR's position-embedding interpolation (paper §3.1-3.2, §4).
+
+Interfaces the assignment asks for:
+
+* ``MyBlock(dim, num_heads, mlp_ratio=4.0)``, layers defined in this order: ``norm1`` (LayerNorm, eps 1e-6),
+  ``attn`` (with ``qkv`` and ``proj`` as in A2), ``norm2``, ``mlp`` (``fc1``: D -> int(D * mlp_ratio), exact GELU,
+  ``fc2``: back to D); ``forward(x)``: ``(B, N, D) -> (B, N, D)``, pre-norm. Reference:
+  :class:`setr_edu.TransformerBlock`.
+* ``resize_pos_embed(pos_embed, old_grid, new_grid)``: ``(1, 1 + h*w, D) -> (1, 1 + h'*w', D)``; the class token's
+  entry is kept, the ``h x w`` grid is resized bilinearly (``align_corners=False``) as a 2-D image.
+  Reference: :func:`setr_edu.resize_pos_embed`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..model.encoder import TransformerBlock, resize_pos_embed
+from .compare import close, copy_weights, describe_params, diagnose, is_reference, randomize_, seeded
+from .result import CheckResult, Grader
+
+
+def block_variant(ref: TransformerBlock, x: torch.Tensor, attn_norm="pre", mlp_norm="pre", attn_res="yes",
+                  mlp_res="yes", res_input="raw", act="gelu", norm2="own") -> torch.Tensor:
+    """The reference block's forward with the mistakes of :data:`BLOCK_AXES` switched on."""
+    act_fn = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "relu": F.relu}[act]
+
+    def sublayer(x, f, norm, place, res):
+        keep = float(res == "yes")
+        if place == "pre":
+            h = norm(x)
+            return (x if res_input == "raw" else h) * keep + f(h)
+        if place == "post":
+            return norm(x * keep + f(x))
+        return x * keep + f(x)  # no LayerNorm
+
+    mlp = lambda t: ref.mlp.fc2(act_fn(ref.mlp.fc1(t)))  # noqa: E731
+    x = sublayer(x, ref.attn, ref.norm1, attn_norm, attn_res)
+    return sublayer(x, mlp, ref.norm2 if norm2 == "own" else ref.norm1, mlp_norm, mlp_res)
+
+
+BLOCK_AXES = {
+    "attn_norm": {"pre": None,
+                  "post": "around attention, LayerNorm comes after the residual sum (post-norm, as in the original "
+                          "Transformer). ViT and SETR are pre-norm: x = x + attn(norm1(x)).",
+                  "none": "no LayerNorm before attention: x = x + attn(norm1(x))."},
+    "mlp_norm": {"pre": None,
+                 "post": "around the MLP, LayerNorm comes after the residual sum (post-norm, as in the original "
+                         "Transformer). ViT and SETR are pre-norm: x = x + mlp(norm2(x)).",
+                 "none": "no LayerNorm before the MLP: x = x + mlp(norm2(x))."},
+    "attn_res": {"yes": None, "no": "the residual connection around attention is missing: x = x + attn(norm1(x))."},
+    "mlp_res": {"yes": None, "no": "the residual connection around the MLP is missing: x = x + mlp(norm2(x))."},
+    "res_input": {"raw": None,
+                  "normed": "the residual adds the normalised input; add the block's raw input: "
+                            "x = x + attn(norm1(x)), not h = norm1(x); x = h + attn(h)."},
+    "act": {"gelu": None,
+            "gelu_tanh": "the MLP uses the tanh approximation of GELU; ViT uses the exact (erf) GELU: nn.GELU().",
+            "relu": "the MLP uses ReLU; ViT uses GELU: nn.GELU()."},
+    "norm2": {"own": None, "shared": "norm1 is applied before the MLP as well; the MLP has its own LayerNorm, norm2."},
+}
+
+
+def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
+    """Grade ``student_cls(dim, num_heads, mlp_ratio)`` against :class:`setr_edu.TransformerBlock`."""
+    g = Grader("A3", "transformer_block", "transformer block", tests=4, verbose=verbose)
+    with g.run():
+        if is_reference(student_cls, TransformerBlock):
+            g.fail("this is setr_edu's own TransformerBlock: write your own module", stop=True)
+        D, heads = 24, 4
+        ref = randomize_(TransformerBlock(D, heads, mlp_ratio=4.0)).eval()
+        student = student_cls(dim=D, num_heads=heads, mlp_ratio=4.0).eval()
+        ok, missing, problems = copy_weights(student, ref)
+        g.test(ok and not missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) has the "
+               "layers norm1, attn (qkv, proj), norm2, mlp (fc1, fc2)",
+               f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) does not have the expected layers",
+               problems + ([f"missing: {', '.join(missing)}"] if missing else [])
+               + [f"expected, in this order: {describe_params(ref)}"], stop=True)
+        x = seeded(2, 7, D, seed=5)
+        with torch.no_grad():
+            out, want = student(x.clone()), ref(x)
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (B, N, D)",
+               f"output shape {got}, expected (B, N, D) = {tuple(want.shape)}", stop=True)
+        if close(out, want):
+            g.ok("values match setr_edu.TransformerBlock with the same weights")
+        else:
+            with torch.no_grad():
+                bugs = diagnose(out, BLOCK_AXES, lambda **o: block_variant(ref, x, **o))
+            g.fail("values differ from setr_edu.TransformerBlock with the same weights",
+                   bugs or "Check your attention with check_attention first, then the order: "
+                           "x = x + attn(norm1(x)); x = x + mlp(norm2(x)).", stop=True)
+        ref2 = randomize_(TransformerBlock(16, 2, mlp_ratio=2.0), seed=1).eval()
+        student2 = student_cls(dim=16, num_heads=2, mlp_ratio=2.0).eval()
+        ok2, _, _ = copy_weights(student2, ref2)
+        x2 = seeded(1, 5, 16, seed=6)
+        with torch.no_grad():
+            good = ok2 and close(student2(x2), ref2(x2))
+        g.test(good, "also right for dim=16, 2 heads, mlp_ratio=2.0 (nothing hard-coded)",
+               "right for the first example but not for dim=16, num_heads=2, mlp_ratio=2.0",
+               "the MLP's hidden width is int(dim * mlp_ratio); take every size from the arguments")
+    return g.finish()
+
+
+def pos_variant(pos: torch.Tensor, old: tuple, new: tuple, layout="grid", mode="bilinear",
+                align="false") -> torch.Tensor:
+    """The reference resize with the mistakes of :data:`POS_AXES` switched on."""
+    cls, grid = pos[:, :1], pos[:, 1:]
+    D = pos.shape[-1]
+    kw = {} if mode == "nearest" else {"align_corners": align == "true"}
+    if layout == "flat":  # 1-D interpolation of the sequence
+        seq = grid.transpose(1, 2)  # (1, h*w, D) -> (1, D, h*w)
+        seq = F.interpolate(seq, size=new[0] * new[1], mode="linear" if mode == "bilinear" else mode, **kw)
+        return torch.cat([cls, seq.transpose(1, 2)], dim=1)
+    (h, w), (h2, w2) = (old, new) if layout == "grid" else ((old[1], old[0]), (new[1], new[0]))
+    img = grid.reshape(1, h, w, D).permute(0, 3, 1, 2)  # (1, h*w, D) -> (1, D, h, w)
+    img = F.interpolate(img, size=(h2, w2), mode=mode, **kw)
+    return torch.cat([cls, img.permute(0, 2, 3, 1).reshape(1, h2 * w2, D)], dim=1)
+
+
+POS_AXES = {
+    "layout": {"grid": None,
+               "transposed": "the grid is read as (w, h): old_grid and new_grid are (rows, columns) = (h, w), and "
+                             "the sequence is row-major, so view it as (1, h, w, D).",
+               "flat": "the flat sequence was interpolated in 1-D; the embedding is a 2-D grid: view the h*w "
+                       "entries as a (1, D, h, w) image and resize that (paper §4, '2D interpolation')."},
+    "mode": {"bilinear": None, "bicubic": "bicubic interpolation; SETR's official code uses bilinear.",
+             "nearest": "nearest-neighbour interpolation; SETR uses bilinear (mode='bilinear')."},
+    "align": {"false": None, "true": "align_corners=True; SETR resizes with align_corners=False."},
+}
+
+
+def check_pos_embed_resize(fn, verbose: bool = True) -> CheckResult:
+    """Grade ``fn(pos_embed, old_grid, new_grid)`` against :func:`setr_edu.resize_pos_embed` (bilinear)."""
+    g = Grader("A3", "pos_embed_resize", "position-embedding resize", tests=3, verbose=verbose)
+    with g.run():
+        for i, (old, new, D) in enumerate([((3, 5), (4, 7), 6), ((4, 4), (2, 3), 5)]):
+            pos = seeded(1, 1 + old[0] * old[1], D, seed=10 + i)
+            want = resize_pos_embed(pos, old, new, num_prefix_tokens=1, mode="bilinear")
+            out = fn(pos.clone(), old, new)
+            if i == 0:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                hint = ("the class token's entry is missing: keep pos_embed[:, :1] unchanged and put it in front"
+                        if got == (1, new[0] * new[1], D) else
+                        "one class-token entry + h' * w' grid entries" if isinstance(out, torch.Tensor) else "")
+                g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (1, 1 + h'*w', D)",
+                       f"output shape {got}, expected (1, 1 + h'*w', D) = {tuple(want.shape)} for a {old} -> "
+                       f"{new} grid", hint, stop=True)
+            if close(out, want):
+                g.ok(f"values match setr_edu.resize_pos_embed for a {old[0]}x{old[1]} -> {new[0]}x{new[1]} grid")
+                continue
+            bugs = diagnose(out, POS_AXES, lambda **o: pos_variant(pos, old, new, **o))
+            if not bugs and isinstance(out, torch.Tensor) and out.shape == want.shape \
+                    and not torch.equal(out[:, :1], pos[:, :1]):
+                bugs = ["the class token's entry changed: it has no grid position, copy it as it is"]
+            g.fail(f"values differ from setr_edu.resize_pos_embed for a {old[0]}x{old[1]} -> {new[0]}x{new[1]} "
+                   "grid", bugs or "view the grid as (1, D, h, w), F.interpolate(..., mode='bilinear', "
+                                   "align_corners=False), and flatten back row-major")
+    return g.finish()
