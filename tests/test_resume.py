@@ -14,6 +14,12 @@ from setr_edu.engine.trainer import Trainer
 RECIPE = dict(max_iters=8, checkpoint_every=3, eval_every=4, log_every=1)
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():  # bitwise-reproducible and fast on a busy 2-core machine
+        yield
+
+
 def _trainer(work_dir, resume=False, **kw):
     return Trainer(tiny_recipe(**{**RECIPE, **kw}), work_dir, resume=resume, progress=False, log=None)
 

@@ -13,6 +13,12 @@ from setr_edu.engine.trainer import InfiniteBatchSampler, Trainer
 from setr_edu.model.baseline import LocalCNN
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():  # bitwise-reproducible and fast on a busy 2-core machine
+        yield
+
+
 # --- optimiser ------------------------------------------------------------------------------------------------------
 def test_head_groups_follow_the_official_substring_rule():
     model = setr_edu.build_setr("mla", "tiny", num_classes=5, img_size=32, depth=4, embed_dim=32, num_heads=2,

@@ -1,0 +1,262 @@
+"""Command line: ``python -m setr_edu train|eval|predict|recipes|bench|grade`` (GUIDE §2).
+
+    python -m setr_edu train --config synthetic_cpu                   # a few minutes on a laptop CPU
+    python -m setr_edu train --config ade20k_pup --data-root data/ade20k grad_accum_steps=8 amp=bf16
+    torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k --data-root data/cityscapes
+    python -m setr_edu eval --checkpoint runs/synthetic_cpu/last.pt [--ms]
+    python -m setr_edu predict --checkpoint runs/synthetic_cpu/last.pt photo.jpg --out preds/
+
+Mistakes (an unknown recipe key, a missing dataset folder, a checkpoint from another model) end with one line
+that says what to do, and exit status 2; ``SETR_EDU_DEBUG=1`` shows the full traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+USER_ERRORS = (KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError)  # + CheckpointError
+
+OVERRIDES_HELP = ("recipe overrides key=value, e.g. lr=0.01 max_iters=2k amp=bf16 encoder_overrides.depth=6; "
+                  "`python -m setr_edu recipes NAME` lists every key with its value")
+
+
+def _recipe_args(p: argparse.ArgumentParser, config_required: bool) -> None:
+    p.add_argument("--config", "-c", required=config_required, metavar="NAME_OR_FILE",
+                   help="a named recipe (`python -m setr_edu recipes` lists them: synthetic_cpu, ade20k_pup, "
+                        "cityscapes_mla_80k, ...) or a .json/.yaml/.py recipe file")
+    p.add_argument("--data-root", metavar="DIR", help="dataset folder (same as data_root=DIR)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="same as device=...; default: the recipe's")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for PyTorch (torch.set_num_threads)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint written by train (<work_dir>/last.pt)")
+    p.add_argument("--mode", choices=("whole", "slide"), help="whole image or sliding window (default: the recipe's "
+                   "eval_mode; the paper's recipes use slide with crop/stride 512/341, 768/512, 480/320)")
+    p.add_argument("--scales", metavar="S,S,...", help="test scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 (default 1.0)")
+    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    p.add_argument("--ms", action="store_true", help="the paper's multi-scale + flip test: scales 0.5-1.75 and --flip")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m setr_edu", description="SETR from scratch: train, evaluate and "
+                                     "run segmentation models (the setr-edu book's library).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a recipe (resumable, multi-GPU with torchrun)",
+                       description="Train SETR (or the CNN baseline) with a named recipe or a recipe file. Writes "
+                       "<work-dir>/last.pt (every checkpoint_every iterations and at the end) and <work-dir>/log.jsonl "
+                       "(one JSON object per log step; validation lines carry val_mIoU). Multi-GPU: "
+                       "torchrun --nproc_per_node=N -m setr_edu train ... (batch_size stays the global batch).")
+    _recipe_args(p, config_required=True)
+    p.add_argument("--max-iters", type=int, metavar="N", help="stop after N iterations (same as max_iters=N)")
+    p.add_argument("--work-dir", metavar="DIR", help="output folder (default runs/<recipe name>)")
+    p.add_argument("--resume", action="store_true", help="continue from <work-dir>/last.pt exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="start from scratch even if <work-dir> has a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its validation set (mIoU, per-class IoU)",
+                       description="Evaluate a trained checkpoint: prints the per-class IoU/Acc table and mIoU/mAcc/aAcc "
+                       "(mmsegmentation semantics). The recipe (and model) come from the checkpoint unless --config "
+                       "is given; key=value overrides apply on top (e.g. data_root=..., num_val=...).")
+    _inference_args(p)
+    _recipe_args(p, config_required=False)
+    p.add_argument("--batch-size", type=int, default=0, metavar="N", help="images per forward pass (default: the "
+                   "recipe's batch for the synthetic task, 1 for real datasets whose images differ in size)")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE as JSON")
+
+    p = sub.add_parser("predict", help="segment image files and save colourised PNGs",
+                       description="Run a checkpoint on image files (any size; RGB) and write <out>/<name>_pred.png "
+                       "painted with the dataset's palette (and <name>_overlay.png with --overlay).")
+    _inference_args(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input image files (.jpg, .png, ...)")
+    p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default ./predictions)")
+    p.add_argument("--overlay", type=float, default=0.0, metavar="ALPHA",
+                   help="also save the prediction blended over the image with this opacity (e.g. 0.5)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where to run")
+
+    p = sub.add_parser("recipes", help="list the named recipes, or show one with every key",
+                       description="Without NAME: list the named recipes. With NAME (or a recipe file): print all "
+                       "its keys and values, after any key=value overrides.")
+    p.add_argument("name", nargs="?", help="a named recipe or a recipe file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+    sub.add_parser("bench", help="speed / memory benchmarks against timm (setr_edu.perf.bench)", add_help=False)
+    sub.add_parser("grade", help="grade a course assignment (setr_edu.checks.grade)", add_help=False)
+    return parser
+
+
+# --- commands -----------------------------------------------------------------------------------------------------
+def _load_recipe(args, extra: list[str]):
+    from .recipes import get_recipe
+
+    overrides = list(extra) + list(args.overrides or [])
+    if getattr(args, "data_root", None):
+        overrides.append(f"data_root={args.data_root}")
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    return get_recipe(args.config, overrides)
+
+
+def cmd_train(args) -> int:
+    from .engine.distributed import cleanup
+    from .engine.trainer import Trainer
+
+    recipe = _load_recipe(args, [f"max_iters={args.max_iters}"] if args.max_iters else [])
+    try:
+        trainer = Trainer(recipe, args.work_dir, resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+        summary = trainer.fit()
+        if trainer.env.is_main:
+            print(json.dumps(summary))
+    finally:
+        cleanup()
+    return 0
+
+
+def _model_from_checkpoint(args, recipe_overrides: list[str] | None = None):
+    """(model on device, recipe, checkpoint meta) from ``--checkpoint`` (+ ``--config`` / overrides)."""
+    from .engine.build import build_model
+    from .engine.checkpoint import check_compatible, load_checkpoint
+    from .engine.distributed import resolve_device
+    from .recipes import Recipe, apply_overrides
+
+    state = load_checkpoint(args.checkpoint)
+    if getattr(args, "config", None):
+        recipe = _load_recipe(args, [])
+    else:
+        recipe = Recipe.from_dict({k: v for k, v in state["recipe"].items()})
+        recipe = apply_overrides(recipe, recipe_overrides or [])
+    meta = state.get("meta", {})
+    num_classes = recipe.num_classes or meta.get("num_classes")
+    model = build_model(recipe, num_classes)
+    check_compatible(state, model, recipe.to_dict(), args.checkpoint)
+    model.load_state_dict(state["model"])
+    device = resolve_device(getattr(args, "device", None) or recipe.device)
+    meta = dict(meta, iter=state.get("iter"))
+    return model.to(device).eval(), recipe, meta, device, num_classes
+
+
+def _scales(args) -> tuple[tuple[float, ...], bool]:
+    if args.ms:
+        return PAPER_SCALES, True
+    scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else (1.0,)
+    return scales, args.flip
+
+
+def cmd_eval(args) -> int:
+    from .engine.build import build_datasets
+    from .engine.inference import evaluate
+
+    extra = list(args.overrides) + ([f"data_root={args.data_root}"] if args.data_root else [])
+    model, recipe, meta, device, num_classes = _model_from_checkpoint(args, extra)
+    (val_set,) = build_datasets(recipe, splits=("val",))
+    scales, flip = _scales(args)
+    mode = args.mode or recipe.eval_mode
+    batch = args.batch_size or (recipe.batch_size if recipe.dataset == "synthetic" else 1)
+    print(f"evaluating {args.checkpoint} (recipe {recipe.name}, iteration {meta.get('iter', '?')}) on {len(val_set)} "
+          f"images: mode={mode}, scales={list(scales)}, flip={flip}")
+    res = evaluate(model, val_set, num_classes, mode, recipe.crop_size, recipe.stride, scales, flip, batch_size=batch,
+                   device=device, progress=True, min_size=recipe.crop_size if len(scales) > 1 else None,
+                   class_names=meta.get("class_names"))
+    print(res["report"])
+    summary = {k: float(res[k]) for k in ("mIoU", "mAcc", "aAcc")}
+    print(json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**summary, "IoU": [float(v) for v in res["IoU"]]}, indent=1))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .data.transforms import to_tensor
+    from .engine.inference import colorize, predict
+
+    model, recipe, meta, device, num_classes = _model_from_checkpoint(args)
+    palette = np.asarray(meta.get("palette") or _default_palette(num_classes), dtype=np.uint8)
+    scales, flip = _scales(args)
+    mode = args.mode or recipe.eval_mode
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.images:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        rgb = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3) uint8
+        image, _ = to_tensor(rgb, np.zeros(rgb.shape[:2], dtype=np.uint8))
+        with torch.no_grad():
+            probs = predict(model, image[None].to(device), mode, recipe.crop_size, recipe.stride, scales, flip,
+                            min_size=recipe.crop_size if len(scales) > 1 else None)
+        colours = colorize(probs[0].argmax(0), palette)
+        Image.fromarray(colours).save(out / f"{path.stem}_pred.png")
+        if args.overlay:
+            blend = (1 - args.overlay) * rgb + args.overlay * colours
+            Image.fromarray(blend.round().astype(np.uint8)).save(out / f"{path.stem}_overlay.png")
+        print(f"{path} -> {out / f'{path.stem}_pred.png'}")
+    return 0
+
+
+def _default_palette(k: int):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, size=(k, 3))
+
+
+def cmd_recipes(args) -> int:
+    from .recipes import NAMED_RECIPES, get_recipe, list_recipes
+
+    if not args.name:
+        for name in list_recipes():
+            r = NAMED_RECIPES[name]()
+            print(f"{name:28s} {r.dataset:15s} {r.model}/{r.decoder}/{r.encoder:6s} crop {r.crop_size:4d} batch "
+                  f"{r.batch_size:3d} iters {r.max_iters:7d} lr {r.lr:g}")
+        return 0
+    for key, value in get_recipe(args.name, args.overrides).to_dict().items():
+        print(f"{key} = {value!r}")
+    return 0
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        print(f"error: {module} is not available in this installation ({e})", file=sys.stderr)
+        return 2
+    return mod.main(argv) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":  # owned by setr_edu.perf / setr_edu.checks: they parse their own options
+        return _delegate("setr_edu.perf.bench", argv[1:])
+    if argv and argv[0] == "grade":
+        return _delegate("setr_edu.checks.grade", argv[1:])
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .engine.checkpoint import CheckpointError
+
+    command = dict(train=cmd_train, eval=cmd_eval, predict=cmd_predict, recipes=cmd_recipes)[args.command]
+    try:
+        return command(args)
+    except (*USER_ERRORS, CheckpointError) as e:
+        if os.environ.get("SETR_EDU_DEBUG"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}\n(set SETR_EDU_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
