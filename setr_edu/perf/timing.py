@@ -1,0 +1,97 @@
+"""Timing that survives a noisy machine: interleaved repetitions, warm-up, median and min (book chapter 15).
+
+Benchmarking two implementations one after the other is unfair on a shared machine: a neighbour's job that
+starts halfway through slows only the second. :func:`time_interleaved` runs the candidates in turns (A B, B A,
+A B, ...) so both see the same conditions, after a few warm-up calls (first calls pay for memory allocation,
+kernel selection and caches). It reports the **median** (typical speed) and the **min** (the speed with the least
+interference). On a GPU, work is asynchronous: the clock is only read after ``torch.cuda.synchronize()``.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, TFLOP/s. Matched against
+# torch.cuda.get_device_name() by substring, first match wins; pass --peak-tflops for any other GPU.
+PEAK_TFLOPS_BF16 = {
+    "H200": 989.4,  # same GH100 tensor cores as the H100 SXM
+    "H100 PCIe": 756.0,
+    "H100": 989.4,  # SXM
+    "A100": 312.0,
+    "L40S": 362.0,  # before "L4": first match wins
+    "L4": 121.0,
+    "T4": 65.0,  # fp16 only (no bf16 tensor cores)
+    "V100": 125.0,  # fp16 only
+}
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The datasheet bf16 peak for a GPU name, or ``None`` when the GPU is not in :data:`PEAK_TFLOPS_BF16`."""
+    for key, value in PEAK_TFLOPS_BF16.items():
+        if key in device_name:
+            return value
+    return None
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued GPU work; a no-op on CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one candidate over the repetitions, plus its peak memory (CUDA only)."""
+
+    name: str
+    times: list[float] = field(default_factory=list)
+    batch_size: int = 1
+    peak_memory: int | None = None  # bytes, max over the repetitions
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput at the median time."""
+        return self.batch_size / self.median
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2,
+                     device: torch.device | str = "cpu", batch_size: int = 1) -> dict[str, Timing]:
+    """Time each zero-argument function in ``fns``, alternating their order every repetition.
+
+    Returns ``{name: Timing}``. On CUDA, ``Timing.peak_memory`` is ``torch.cuda.max_memory_allocated`` during
+    that function's calls (the counter is reset before each call).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    names = list(fns)
+    result = {n: Timing(n, batch_size=batch_size) for n in names}
+    for i in range(warmup + repeats):
+        order = names if i % 2 == 0 else names[::-1]
+        for name in order:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            synchronize(device)
+            t0 = time.perf_counter()
+            fns[name]()
+            synchronize(device)
+            elapsed = time.perf_counter() - t0
+            if i >= warmup:
+                result[name].times.append(elapsed)
+                if cuda:
+                    peak = torch.cuda.max_memory_allocated(device)
+                    result[name].peak_memory = max(result[name].peak_memory or 0, peak)
+    return result
