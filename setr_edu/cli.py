@@ -205,9 +205,9 @@ def cmd_predict(args) -> int:
 
 
 def _default_palette(k: int):
-    import numpy as np
+    from .viz.palette import generic_palette
 
-    return np.random.default_rng(0).integers(0, 256, size=(k, 3))
+    return generic_palette(k)
 
 
 def cmd_recipes(args) -> int:

@@ -89,6 +89,23 @@ def test_training_logs_validates_and_learns(tmp_path):
     assert summary["iter"] == 12 and summary["mIoU"] == val[0]["val_mIoU"]
     assert (tmp_path / "last.pt").exists()
 
+    # the book's plots read this log
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from setr_edu.viz.plots import plot_segmentation_grid, plot_training_curves
+
+    fig = plot_training_curves({"tiny": tmp_path}, loss_keys=("loss", "loss_main"))
+    loss_ax, val_ax = fig.axes
+    assert [list(line.get_xdata()) for line in loss_ax.lines] == [[4, 8, 12]] * 2
+    assert list(val_ax.lines[0].get_ydata()) == [100 * val[0]["val_mIoU"]]
+    images, labels = map(torch.stack, zip(*[trainer.val_set[i] for i in range(2)]))
+    with torch.no_grad():
+        logits = trainer.model.eval()(images)
+    fig = plot_segmentation_grid(images, labels, logits, trainer.val_set.palette, trainer.val_set.class_names)
+    assert len(fig.axes) == 2 * 3
+    matplotlib.pyplot.close("all")
+
 
 def test_grad_accumulation_matches_one_big_batch(tmp_path):
     """Same global batch, no BatchNorm: 1 x 4 and 2 micro-batches x 2 give the same weights (float tolerance)."""
@@ -157,3 +174,24 @@ def test_bad_settings_are_refused_before_training(tmp_path):
         Trainer(tiny_recipe(max_iters=1), tmp_path, progress=False, log=None).fit()
         with pytest.raises(FileExistsError, match="--resume"):  # never silently overwrite a run
             Trainer(tiny_recipe(), tmp_path, progress=False, log=None)
+
+
+def test_real_dataset_layout_trains_with_paper_augmentation_and_slide_eval(tmp_path):
+    """A folder dataset (images of different sizes) through the paper's pipeline and sliding-window validation."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, sizes in (("train", [(40, 50), (36, 64), (48, 48)]), ("val", [(40, 70), (30, 30)])):
+        for d in ("images", "annotations"):
+            (tmp_path / "data" / d / split).mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"data/images/{split}/{i}.png")
+            mask = rng.integers(0, 3, (h, w)).astype(np.uint8)
+            mask[:2] = 255
+            Image.fromarray(mask).save(tmp_path / f"data/annotations/{split}/{i}.png")
+    r = tiny_recipe(dataset="folder", data_root=str(tmp_path / "data"), train_scale=(64, 48), max_iters=2,
+                    eval_every=2, eval_mode="slide", slide_stride=20, batch_size=2)
+    t = Trainer(r, tmp_path / "run", progress=False, log=None)
+    assert t.num_classes == 3 and len(t.val_set) == 2
+    assert 0 <= t.fit()["mIoU"] <= 1

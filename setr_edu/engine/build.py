@@ -16,20 +16,6 @@ from torch import nn
 
 from ..recipes import Recipe
 
-# Where to get each real dataset and the layout the loaders expect (GUIDE §7: say how to fix it).
-DATA_HELP = {
-    "ade20k": "ADE20K SceneParsing: download ADEChallengeData2016.zip from http://sceneparsing.csail.mit.edu/ and "
-              "unzip it so that <data_root>/ADEChallengeData2016/images/{training,validation} (or <data_root>/images/...) "
-              "exists; setr_edu.data may also offer a download helper.",
-    "cityscapes": "Cityscapes: register at https://www.cityscapes-dataset.com/, download leftImg8bit_trainvaltest.zip "
-                  "and gtFine_trainvaltest.zip, unzip both into <data_root> and create *_labelTrainIds.png with "
-                  "cityscapesScripts (createTrainIdLabelImgs).",
-    "pascal_context": "Pascal Context: VOC2010 JPEGImages plus the 59-class (+background) label PNGs in the common "
-                      "preprocessed layout (see `python -m setr_edu train --help` and chapter 12).",
-    "folder": "a folder with images/{train,val}/*.jpg|png and annotations/{train,val}/*.png of the same names.",
-}
-
-
 def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
     """SETR (``recipe.model == "setr"``) or the local CNN baseline (``"cnn"``), randomly initialised."""
     if recipe.model == "cnn":
@@ -64,10 +50,12 @@ def load_pretrained(model: nn.Module, recipe: Recipe, log=print) -> None:
 
 def check_data_root(recipe: Recipe) -> Path:
     """Refuse a missing dataset folder before any work starts, saying where to get the data."""
+    from ..data.download import instructions
+
     root = Path(recipe.data_root or f"data/{recipe.dataset}")
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {root} for dataset={recipe.dataset!r} does not exist. "
-                                f"{DATA_HELP[recipe.dataset]} Then pass data_root=<folder> (or --data-root).")
+        raise FileNotFoundError(f"dataset folder {root} for dataset={recipe.dataset!r} does not exist; pass "
+                                f"data_root=<folder> (or --data-root) once you have it.\n\n{instructions(recipe.dataset)}")
     return root
 
 
@@ -75,7 +63,8 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
     """The recipe's datasets, one per split; items are ``(image float (3, H, W), label int64 (H, W))``.
 
     Training uses the paper's augmentation (random resize ``ratio_range`` of ``train_scale``, crop with
-    ``cat_max_ratio``, flip, photometric distortion, normalise, pad); validation resizes to ``test_scale``.
+    ``cat_max_ratio``, flip, photometric distortion, normalise, pad), seeded per ``(seed, epoch, index)``;
+    validation resizes to ``test_scale``. A missing folder is refused with download instructions.
     The synthetic task is generated at ``crop_size`` and needs no augmentation.
     """
     if recipe.dataset == "synthetic":
@@ -97,7 +86,7 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
             tf = train_pipeline(recipe.crop_size, scale, recipe.ratio_range, recipe.cat_max_ratio)
         else:
             tf = test_pipeline(recipe.test_scale if any(recipe.test_scale) else None)
-        out.append(dataset_cls(root, split=split, transforms=tf))
+        out.append(dataset_cls(root, split=split, transforms=tf, transform_seed=recipe.seed))
     return tuple(out)
 
 
