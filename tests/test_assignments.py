@@ -166,6 +166,19 @@ def test_grader_explains_wrong_implementation(aid, call, mutation, explanation):
     assert explanation in result.report(), result.report()
 
 
+def test_graders_refuse_the_library_itself():
+    import setr_edu
+    from setr_edu.engine.metrics import confusion_matrix
+
+    for check, own in [(checks.check_patch_embedding, setr_edu.PatchEmbedding),
+                       (checks.check_attention, setr_edu.MultiHeadSelfAttention),
+                       (checks.check_transformer_block, setr_edu.TransformerBlock),
+                       (checks.check_pos_embed_resize, setr_edu.resize_pos_embed),
+                       (checks.check_confusion_matrix, confusion_matrix)]:
+        r = check(own, verbose=False)
+        assert r.score == 0 and "setr_edu's own" in r.report(), r.report()
+
+
 def test_miou_grader_names_counted_ignore_pixels():
     """IoU from boolean masks, the most natural way to forget the ignore label."""
     def mean_iou(pairs, num_classes, ignore_index=255):
@@ -180,37 +193,55 @@ def test_miou_grader_names_counted_ignore_pixels():
     assert not result.passed and "(ignore) are counted" in result.report(), result.report()
 
 
+class ColourOracle(torch.nn.Module):
+    """A hand-written "model" that solves the synthetic task: saturated pixels are objects, and their class is the
+    colour of the key block found in one of the corners. ``wrong_key=True`` reads the key wrong on purpose."""
+
+    def __init__(self, dataset, wrong_key: bool = False):
+        super().__init__()
+        from setr_edu.data.synthetic import KEY_COLOURS
+
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # graders take the device from the parameters
+        self.keys = torch.tensor([KEY_COLOURS[k] for k in dataset.key_names], dtype=torch.float32)  # (keys, 3)
+        self.k, self.wrong_key = max(4, round(dataset.key_size * dataset.img_size)), wrong_key
+
+    def forward(self, x):
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        rgb = (x * std[:, None, None] + mean[:, None, None]) * 255  # undo the ImageNet normalisation
+        k, S = self.k, x.shape[-1]
+        corners = torch.stack([rgb[..., :k, :k], rgb[..., :k, S - k:], rgb[..., S - k:, :k], rgb[..., S - k:, S - k:]], 1)
+        dist = (corners.mean((-2, -1))[:, :, None] - self.keys[None, None]).norm(dim=-1)  # (B, corners, keys)
+        key = (dist.flatten(1).argmin(1) + self.wrong_key) % len(self.keys)  # (B,)
+        label = torch.where((rgb.amax(1) - rgb.amin(1)) > 90, 1 + key[:, None, None], 0)  # saturated = object
+        return torch.nn.functional.one_hot(label, 1 + len(self.keys)).permute(0, 3, 1, 2).float()
+
+
 def test_trained_model_grader():
-    """Logits at the wrong resolution are named; an untrained SETR does not beat the background baseline."""
+    """A model that solves the task passes; reading the key wrong, predicting only background, or logits at the
+    wrong resolution fail, each with its own explanation."""
     import setr_edu
+    from setr_edu.data import SyntheticContextDataset
 
     P = setr_edu.get_profile()
-    torch.manual_seed(0)
-    setr = setr_edu.build_setr("naive", num_classes=3, aux=False, **P.model_kwargs())
+    ds = SyntheticContextDataset(1, img_size=P.img_size)
+    r = checks.check_trained_model(ColourOracle(ds), verbose=False)
+    assert r.passed and r.score == r.max_score, r.report()
+    r = checks.check_trained_model(ColourOracle(ds, wrong_key=True), verbose=False)
+    assert not r.passed and "below the target" in r.report() and "100.0% of object pixels" in r.report(), r.report()
 
-    class LowRes(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.setr = setr
-
+    class Background(ColourOracle):  # predicts background everywhere
         def forward(self, x):
-            return torch.nn.functional.avg_pool2d(self.setr(x), 4)
+            return super().forward(x * 0 - 10)
 
-    r = checks.check_trained_model(LowRes(), verbose=False)
-    assert not r.passed and r.score == 0 and "input resolution" in r.report()
+    r = checks.check_trained_model(Background(ds), verbose=False)
+    assert not r.passed and "no better than predicting background" in r.report(), r.report()
 
-    class Background(torch.nn.Module):  # predicts background everywhere: no better than the baseline
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-
+    class LowRes(ColourOracle):
         def forward(self, x):
-            logits = torch.zeros(x.shape[0], 3, *x.shape[-2:]) + self.w
-            logits[:, 0] = 1
-            return logits
+            return torch.nn.functional.avg_pool2d(super().forward(x), 4)
 
-    r = checks.check_trained_model(Background(), verbose=False)
-    assert not r.passed and "no better than predicting background" in r.report()
+    r = checks.check_trained_model(LowRes(ds), verbose=False)
+    assert r.score == 0 and "input resolution" in r.report(), r.report()
 
 
 # ------------------------------------------------------------------------------------------ student notebooks
