@@ -16,5 +16,7 @@ from .model import (
     resize_pos_embed,
 )
 from .profile import PROFILES, Profile, get_profile, seed_everything
+from .recipes import Recipe, get_recipe, list_recipes  # engine helper: training recipes
+from .engine.trainer import Trainer, train  # engine helper: the training loop
 
 __version__ = "0.1.0"

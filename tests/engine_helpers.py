@@ -11,7 +11,8 @@ from setr_edu.recipes import Recipe, synthetic_recipe
 # A SETR small enough that a training step takes milliseconds: 32 px images, 4x4 tokens, width 32, 2 layers.
 TINY = dict(crop_size=32, encoder="tiny", encoder_overrides=dict(embed_dim=32, depth=2, num_heads=2, patch_size=8),
             decoder="naive", decoder_channels=16, batch_size=4, num_train=12, num_val=4, max_iters=6, eval_every=3,
-            checkpoint_every=3, log_every=2, lr=0.01, device="cpu")
+            checkpoint_every=3, log_every=2, device="cpu",
+            optimizer="sgd", lr=0.01, head_lr_mult=10.0, weight_decay=0.0, warmup_iters=0, min_lr=1e-4)  # the paper's
 
 
 def tiny_recipe(**kw) -> Recipe:

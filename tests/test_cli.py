@@ -102,6 +102,11 @@ def test_paper_recipes_follow_the_official_configs():
     for r in (ade, city, pc):
         assert (r.momentum, r.weight_decay, r.min_lr, r.power, r.head_lr_mult, r.aux_weight) == (0.9, 0, 1e-4, 0.9, 10, 0.4)
     assert get_recipe("cityscapes_pup_base_80k").encoder == "base"
+    for r in (ade, city, pc):
+        assert r.optimizer == "sgd" and r.pretrained == "paper" and r.eval_mode == "slide"
+    syn = get_recipe("synthetic_cpu")  # from scratch: AdamW (see its notes), at the cpu profile's scale
+    assert (syn.optimizer, syn.crop_size, syn.max_iters, syn.pretrained) == ("adamw", 96, 600, "")
+    assert get_recipe("synthetic_cpu_cnn").to_dict() == {**syn.to_dict(), "name": "synthetic_cpu_cnn", "model": "cnn"}
 
 
 def test_overrides_are_type_checked(tmp_path):

@@ -65,12 +65,13 @@ def test_interrupted_run_resumes_bitwise_equal(tmp_path, monkeypatch):
 
 
 def test_training_in_chunks_equals_one_run(tmp_path):
+    kw = dict(max_iters=4, eval_every=100, optimizer="adamw", lr=1e-3, warmup_iters=2)  # AdamW state resumes too
     with one_thread():
-        whole = _trainer(tmp_path / "whole", max_iters=4, eval_every=100)
+        whole = _trainer(tmp_path / "whole", **kw)
         whole.fit()
-        part = _trainer(tmp_path / "part", max_iters=4, eval_every=100)
+        part = _trainer(tmp_path / "part", **kw)
         part.fit(until=2)  # e.g. a notebook cell that trains a bit, then another cell that continues
-        again = _trainer(tmp_path / "part", resume=True, max_iters=4, eval_every=100)
+        again = _trainer(tmp_path / "part", resume=True, **kw)
         again.fit()
     assert params_equal(whole.model, again.model)
 

@@ -43,11 +43,12 @@ def test_poly_schedule_is_mmcv_with_absolute_min_lr():
     assert lrs == pytest.approx([1e-4, 1e-4])
 
 
-def test_optimizer_impls_agree():
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_optimizer_impls_agree(name):
     torch.manual_seed(0)
     nets = [PointwiseNet() for _ in range(2)]
     nets[1].load_state_dict(nets[0].state_dict())
-    opts = [build_optimizer(n, lr=0.1, impl=i) for n, i in zip(nets, ("auto", "loop"))]
+    opts = [build_optimizer(n, lr=0.01, impl=i, name=name) for n, i in zip(nets, ("auto", "loop"))]
     x = torch.randn(2, 3, 8, 8)
     for _ in range(3):
         for n, o in zip(nets, opts):
@@ -56,7 +57,7 @@ def test_optimizer_impls_agree():
             o.zero_grad()
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b)
-    assert opts[0].param_groups[0]["momentum"] == 0.9 and opts[0].param_groups[0]["weight_decay"] == 0.0
+    assert opts[0].param_groups[0]["weight_decay"] == 0.0 and type(opts[0]).__name__ == {"sgd": "SGD", "adamw": "AdamW"}[name]
 
 
 # --- sampler --------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from ..recipes import Recipe
 
@@ -71,8 +72,8 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
         from ..data.synthetic import SyntheticContextDataset
 
         sizes = dict(train=recipe.num_train, val=recipe.num_val, test=recipe.num_val)
-        return tuple(SyntheticContextDataset(sizes[s], img_size=recipe.crop_size, seed=recipe.seed, split=s,
-                                             **recipe.synthetic) for s in splits)
+        return tuple(CachedDataset(SyntheticContextDataset(sizes[s], img_size=recipe.crop_size, seed=recipe.seed,
+                                                           split=s, **recipe.synthetic)) for s in splits)
     root = check_data_root(recipe)
     from ..data import datasets as D
     from ..data.transforms import test_pipeline, train_pipeline
@@ -88,6 +89,30 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
             tf = test_pipeline(recipe.test_scale if any(recipe.test_scale) else None)
         out.append(dataset_cls(root, split=split, transforms=tf, transform_seed=recipe.seed))
     return tuple(out)
+
+
+class CachedDataset(Dataset):
+    """Keeps the items of a deterministic dataset (the synthetic task: no random augmentation) in memory after
+    their first use, so later epochs cost nothing. Images stay float32, labels are stored as uint8.
+    Attributes (``num_classes``, ``class_names``, ``palette``, ``get_raw`` ...) pass through to the dataset."""
+
+    def __init__(self, dataset):
+        self.dataset, self._items = dataset, {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if index not in self._items:
+            image, label = self.dataset[index]
+            self._items[index] = (image, label.to(torch.uint8))
+        image, label = self._items[index]
+        return image, label.long()
+
+    def __getattr__(self, name):  # only called for attributes CachedDataset itself does not have
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def dataset_info(dataset) -> dict:

@@ -158,7 +158,7 @@ class Trainer:
         if r.grad_checkpointing and hasattr(self.model, "encoder"):
             self.model.encoder.grad_checkpointing = True
         self.model = convert_sync_bn(self.model, self.env)
-        self.optimizer = build_optimizer(self.model, r.lr, r.momentum, r.weight_decay, r.head_lr_mult)
+        self.optimizer = build_optimizer(self.model, r.lr, r.momentum, r.weight_decay, r.head_lr_mult, name=r.optimizer)
         self.schedule = PolySchedule(self.optimizer, r.max_iters, r.power, r.min_lr, r.warmup_iters, r.warmup_ratio)
         self.scaler = torch.amp.GradScaler("cuda", enabled=r.amp == "fp16")
         self.criterion = SETRLoss(aux_weight=r.aux_weight)  # CE (ignore 255, official averaging) + 0.4 x aux
