@@ -3,9 +3,9 @@
 A build that passes can still show a reader broken pages: missing figures, raw LaTeX, notebooks committed without
 outputs, dead navigation, a Colab button pointing nowhere, empty widget boxes. These tests serve ``_build/html`` on
 127.0.0.1, open the root page and every page of ``_toc.yml`` (new chapters are covered without editing this file),
-and check them with ``tests/browser_check.py``. A full-page screenshot of each page is saved to
-``_build/screenshots/<page>.png`` as a build artefact. The book is (re)built first if ``_build/html`` is missing or
-older than its sources.
+and check them with ``browser_check.py`` (the book's side in ``browser_book.py``, server and Chromium in
+``browser_site.py``). A full-page screenshot of each page is saved to ``_build/screenshots/<page>.png`` as a build
+artefact. The book is (re)built first if ``_build/html`` is missing or older than its sources.
 
 Needs Debian's ``chromium``, ``chromium-driver`` and ``libjs-mathjax`` (``.ci/run`` installs them) and ``selenium``.
 Without them the tests skip with the reason, except in CI (``CI=true``), where they fail: CI must prove the pages.
@@ -19,14 +19,16 @@ from pathlib import Path
 
 import pytest
 
+import browser_book as book
 import browser_check as bc
+import browser_site as web
 
-ROOT = Path(os.environ.get("SETR_EDU_BOOK_ROOT", bc.ROOT)).resolve()
+ROOT = Path(os.environ.get("SETR_EDU_BOOK_ROOT", book.ROOT)).resolve()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SHOTS = ROOT / "_build" / "screenshots"
 
 try:
-    PAGES, TOC_ERROR = bc.toc_pages(ROOT), None
+    PAGES, TOC_ERROR = book.toc_pages(ROOT), None
 except Exception as err:  # a half-added chapter must fail one test, not stop the whole suite from collecting
     PAGES, TOC_ERROR = [], err
 
@@ -38,12 +40,12 @@ def test_toc_lists_existing_pages():
 
 @pytest.fixture(scope="module")
 def browser():
-    reason = bc.missing_browser()
+    reason = web.missing_browser()
     if reason:
         if IN_CI:
             pytest.fail(f"CI must run the browser test, but {reason}")
         pytest.skip(f"browser test skipped: {reason}")
-    driver = bc.start_browser()
+    driver = web.start_browser()
     yield driver
     driver.quit()
 
@@ -51,11 +53,11 @@ def browser():
 @pytest.fixture(scope="module")
 def site(browser) -> Path:
     """``_build/html``, built first when missing or stale (needs the browser fixture: skip before building)."""
-    reason = bc.stale_reason(ROOT)
+    reason = book.stale_reason(ROOT)
     if reason:
         print(f"building the book: {reason}")
         try:
-            bc.build_book(ROOT)
+            book.build_book(ROOT)
         except RuntimeError as err:
             pytest.fail(str(err))
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -66,8 +68,8 @@ def site(browser) -> Path:
 
 @pytest.fixture(scope="module")
 def checker(browser, site):
-    with bc.serve(site) as base:
-        yield bc.BookChecker(browser, base, PAGES, ROOT)
+    with web.serve(site) as base:
+        yield bc.BookChecker(browser, base, site, PAGES, ROOT)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.docname for p in PAGES])
@@ -104,32 +106,38 @@ def test_checker_reports_exactly_a_planted_broken_image_and_link(browser, site, 
     copy = _site_copy(site, tmp_path)
     bc.plant_breakage(copy, root_page, '<p><img src="../_images/planted-missing.png" alt="planted"> '
                                        '<a href="planted-missing-page.html">planted link</a></p>')
-    with bc.serve(copy) as base:
-        problems = bc.BookChecker(browser, base, PAGES, ROOT).check(root_page)
+    with web.serve(copy) as base:
+        problems = bc.BookChecker(browser, base, copy, PAGES, ROOT).check(root_page)
     assert problems == [f"{root_page.docname}: image does not load: _images/planted-missing.png",
                         f"{root_page.docname}: broken article link 'planted-missing-page.html' -> HTTP 404"]
     assert (site / root_page.html).read_text().count("planted") == 0, "planting touched the real build"
 
 
 def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
-    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor, cells, Colab."""
+    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor; on a notebook
+    page a lost cell output and a wrong Colab link; on a widget page the widget state left out."""
     root_page = PAGES[0]
     copy = _site_copy(site, tmp_path)
     bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
                                        '<p>raw $$x^2$$ text <span class="math">\\(\\frac{a}{b\\)</span> and '
                                        '<span class="math">\\(\\plantedmacro x\\)</span></p>'
                                        '<a href="#planted-no-such-anchor">anchor</a>')
-    notebooks = [p for p in PAGES if p.is_notebook]
-    if notebooks:
-        bc.plant_breakage(copy, notebooks[0], '<div class="cell"><div class="cell_input"></div></div><a href='
-                                              '"https://colab.research.google.com/github/x/y/blob/master/z.ipynb">x</a>')
-    with bc.serve(copy) as base:
-        checker = bc.BookChecker(browser, base, PAGES, ROOT)
-        found = "\n".join(checker.check(root_page) + (checker.check(notebooks[0]) if notebooks else []))
-    expected = ["Sphinx error box: 'Unknown directive type \"planted\".'", "unrendered LaTeX in text: 'raw $$x^2$$ text'",
-                "TeX error in '\\\\frac{a}{b'", "TeX error in '\\\\plantedmacro x': Undefined control sequence",
-                f"no #planted-no-such-anchor on {root_page.html}"]
-    if notebooks:
-        expected += ["code cells: notebook has", "Colab link 'https://colab.research.google.com/github/x/y/blob/"]
-    missing = [e for e in expected if e not in found]
-    assert not missing, f"the checker missed {missing}; it reported:\n{found}"
+    expected = {root_page: ["Sphinx error box: 'Unknown directive type \"planted\".'",
+                            "unrendered LaTeX in text: 'raw $$x^2$$ text'", "TeX error in '\\\\frac{a}{b'",
+                            "TeX error in '\\\\plantedmacro x': Undefined control sequence",
+                            f"no #planted-no-such-anchor on {root_page.html}"]}
+    notebooks = [p for p in PAGES if p.is_notebook and book.source_facts(p).cells_with_output]
+    if notebooks:  # the book's first executed chapter loses an output and gets a badge to the wrong place
+        nb = notebooks[0]
+        bc.edit_page(copy, nb, lambda html: html.replace('<div class="cell_output', '<div class="planted_output', 1))
+        bc.plant_breakage(copy, nb, '<a href="https://colab.research.google.com/github/x/y/blob/master/z.ipynb">x</a>')
+        expected[nb] = ["cell outputs: ", "Colab link 'https://colab.research.google.com/github/x/y/blob/master/"]
+    widgets = [p for p in PAGES if p.is_notebook and book.source_facts(p).widget_models]
+    if widgets:  # a widget chapter whose state did not make it into the page
+        bc.edit_page(copy, widgets[0], lambda html: html.replace(book.WIDGET_STATE, "application/x-planted"))
+        expected.setdefault(widgets[0], []).append("expected one embedded widget-state script, found 0")
+    with web.serve(copy) as base:
+        checker = bc.BookChecker(browser, base, copy, PAGES, ROOT)
+        found = {page: "\n".join(checker.check(page)) for page in expected}
+    missing = [(page.docname, e) for page, want in expected.items() for e in want if e not in found[page]]
+    assert not missing, f"the checker missed {missing}; it reported:\n" + "\n".join(found.values())
