@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Shape of a ViT encoder (paper §3.1). Any field can be overridden for CPU-sized toys."""
+    """Shape of a ViT encoder (paper §3.2, Table 1). Any field can be overridden for CPU-sized toys."""
 
     embed_dim: int = 1024
     depth: int = 24

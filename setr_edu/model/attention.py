@@ -1,4 +1,4 @@
-"""Multi-head self-attention (paper §3.1, Eq. 1; Vaswani et al. 2017).
+"""Multi-head self-attention (paper §3.2, Eq. (1)-(2); Vaswani et al. 2017).
 
 For a sequence ``Z`` of shape ``(B, N, D)``, each head ``h`` computes
 ``softmax(Q_h K_h^T / sqrt(d)) V_h`` with ``d = D / heads``, and the heads are concatenated and projected.

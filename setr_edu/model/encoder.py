@@ -1,4 +1,4 @@
-"""The transformer encoder of SETR: a ViT that keeps every layer's output (paper §3.1-3.2).
+"""The transformer encoder of SETR: a ViT that keeps every layer's output (paper §3.2).
 
 ``ViTEncoder`` turns an image ``(B, 3, H, W)`` into ``L`` feature maps ``Z_1 .. Z_L``, each
 ``(B, D, H/16, W/16)``: the raw output of every transformer layer, class token dropped, no final LayerNorm

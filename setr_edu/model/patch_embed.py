@@ -1,4 +1,4 @@
-"""Image to sequence: split an image into 16x16 patches and project each to a D-dim token (paper §3.1).
+"""Image to sequence: split an image into 16x16 patches and project each to a D-dim token (paper §3.2).
 
 SETR treats an image ``x`` of shape ``(B, 3, H, W)`` as a sequence of ``HW/256`` patches. Each patch is
 flattened (``3*16*16 = 768`` numbers) and linearly projected to ``D`` channels. A convolution with kernel =
