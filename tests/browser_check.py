@@ -5,7 +5,7 @@ to the table of contents is checked without touching this file. For every page t
 build that "passed" can still get wrong:
 
 * a title (one ``h1``) that matches the source's title, and sections (``h2``) on chapter notebooks;
-* no Sphinx error boxes (``.system-message``, ``.problematic``) and no LaTeX left as raw text;
+* no Sphinx error boxes (``.system-message``, ``.problematic``), no LaTeX left as raw text, no TODO/PLACEHOLDER;
 * every formula typeset by MathJax, without a TeX error;
 * every same-site ``<img>`` loaded (``naturalWidth > 0``);
 * notebook pages: one ``div.cell`` per code cell and one ``div.cell_output`` per cell that has outputs;
@@ -56,10 +56,12 @@ function wait() {
   const RAW_TEX = /\$\$|\\(frac|times|cdot|sum|sqrt|alpha|beta|mathbb|mathrm|begin|end)\b|\$[^$\n]*[\\^_][^$\n]*\$/;
   const skip = 'pre, code, script, style, textarea, kbd, samp, .math, .highlight, mjx-container';
   const walker = document.createTreeWalker(art, NodeFilter.SHOW_TEXT);
-  const raw = [];
+  const LEFTOVER = /\b(TODO|FIXME|[A-Z_]*PLACEHOLDER[A-Z_]*)\b/;  // an author's note that reached the reader
+  const raw = [], leftover = [];
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     if (n.parentElement.closest(skip)) continue;
     if (RAW_TEX.test(n.textContent)) raw.push(n.textContent.trim().slice(0, 80));
+    if (LEFTOVER.test(n.textContent)) leftover.push(n.textContent.trim().slice(0, 80));
   }
   const stray = [...art.querySelectorAll('span.math')].filter(m =>
       /\$$/.test((m.previousSibling || {}).textContent || '') || /^\$/.test((m.nextSibling || {}).textContent || ''))
@@ -73,6 +75,7 @@ function wait() {
     system_messages: [...art.querySelectorAll('.system-message')].map(text).map(s => s.slice(0, 120)),
     problematic: [...art.querySelectorAll('.problematic')].map(text).map(s => s.slice(0, 80)),
     raw_latex: raw,
+    leftover: leftover,
     stray_dollars: stray,
     math: [...art.querySelectorAll('span.math, div.math')].map(m => ({
       tex: (m.querySelector('script[type^="math/tex"]') || m).textContent.trim(),
@@ -165,6 +168,7 @@ class BookChecker:
         out += [f"Sphinx error box: {m!r}" for m in got["system_messages"]]
         out += [f"problematic markup: {m!r}" for m in got["problematic"]]
         out += [f"unrendered LaTeX in text: {m!r}" for m in got["raw_latex"]]
+        out += [f"placeholder text left for the reader: {m!r}" for m in got["leftover"]]
         out += [f"stray '$' around math (put $$ display math on lines of its own): {m!r}" for m in got["stray_dollars"]]
         for math in got["math"]:
             if math["error"]:

@@ -109,7 +109,7 @@ def start_browser(width: int = 1280, height: int = 900):
     return driver
 
 
-def full_page_screenshot(driver, path: Path, max_height: int = 16000) -> tuple[int, int]:
+def full_page_screenshot(driver, path: Path, max_height: int = 32000) -> tuple[int, int]:
     """Save the whole page (not just the window) as PNG; returns (width, height).
 
     The viewport is stretched to the page's height for the shot (DevTools ``Emulation``), which renders the page

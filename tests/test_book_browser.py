@@ -114,18 +114,19 @@ def test_checker_reports_exactly_a_planted_broken_image_and_link(browser, site, 
 
 
 def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
-    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor; on a notebook
-    page a lost cell output and a wrong Colab link; on a widget page the widget state left out."""
+    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor, placeholder;
+    on a notebook page a lost cell output and a wrong Colab link; on a widget page the widget state left out."""
     root_page = PAGES[0]
     copy = _site_copy(site, tmp_path)
     bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
                                        '<p>raw $$x^2$$ text <span class="math">\\(\\frac{a}{b\\)</span> and '
                                        '<span class="math">\\(\\plantedmacro x\\)</span></p>'
-                                       '<a href="#planted-no-such-anchor">anchor</a>')
+                                       '<a href="#planted-no-such-anchor">anchor</a><p><b>FIG_PLACEHOLDER</b></p>')
     expected = {root_page: ["Sphinx error box: 'Unknown directive type \"planted\".'",
                             "unrendered LaTeX in text: 'raw $$x^2$$ text'", "TeX error in '\\\\frac{a}{b'",
                             "TeX error in '\\\\plantedmacro x': Undefined control sequence",
-                            f"no #planted-no-such-anchor on {root_page.html}"]}
+                            f"no #planted-no-such-anchor on {root_page.html}",
+                            "placeholder text left for the reader: 'FIG_PLACEHOLDER'"]}
     notebooks = [p for p in PAGES if p.is_notebook and book.source_facts(p).cells_with_output]
     if notebooks:  # the book's first executed chapter loses an output and gets a badge to the wrong place
         nb = notebooks[0]
