@@ -25,7 +25,6 @@ import html.parser
 import json
 import os
 import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -143,18 +142,16 @@ class BookChecker:
 
     def check(self, page: Page, screenshot_dir: Path | None = None) -> list[str]:
         """Problems on ``page`` (empty list when it is fine); saves a full-page screenshot if asked."""
-        t0 = time.time()
         self.driver.get(self.url(page))
         got = self.driver.execute_async_script(_COLLECT_JS)
         if screenshot_dir is not None:
             full_page_screenshot(self.driver, screenshot_dir / page.shot_name)
-        facts = source_facts(page)
         if page.source.stat().st_mtime > (self.site / page.html).stat().st_mtime:
             return [f"{page.docname}: {page.source.name} changed after the book was built: rebuild it "
                     f"(jupyter-book build . -W -n --keep-going)"]
+        facts = source_facts(page)
         problems = (self._content(page, facts, got) + self._images(got) + self._links(page, got)
                     + self._notebook(page, facts, got))
-        self.last_seconds = time.time() - t0
         return [f"{page.docname}: {p}" for p in problems]
 
     def _content(self, page: Page, facts: SourceFacts, got: dict) -> list[str]:
