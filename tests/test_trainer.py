@@ -115,7 +115,8 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path):
     with one_thread():
         for accum in (1, 2):
             torch.manual_seed(0)
-            t = Trainer(tiny_recipe(grad_accum_steps=accum, max_iters=3), tmp_path / str(accum), model=PointwiseNet(),
+            t = Trainer(tiny_recipe(grad_accum_steps=accum, max_iters=3), tmp_path / str(accum),
+                        model=PointwiseNet(ds[0].num_classes),
                         datasets=ds, progress=False, log=None)
             t.fit()
             out.append(t.model)
@@ -133,7 +134,7 @@ def test_nan_loss_stops_with_the_iteration(tmp_path):
             return (out * float("nan"), aux) if NaNAfter.calls == 3 else (out, aux)
 
     with one_thread():
-        t = Trainer(tiny_recipe(), tmp_path, model=NaNAfter(), progress=False, log=None)
+        t = Trainer(tiny_recipe(), tmp_path, model=NaNAfter(num_classes=3), progress=False, log=None)
         with pytest.raises(FloatingPointError, match=r"iteration 3 .*lower learning rate"):
             t.fit()
     assert t.iter == 2
