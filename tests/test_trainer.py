@@ -176,6 +176,8 @@ def test_bad_settings_are_refused_before_training(tmp_path):
         Trainer(tiny_recipe(max_iters=1), tmp_path, progress=False, log=None).fit()
         with pytest.raises(FileExistsError, match="--resume"):  # never silently overwrite a run
             Trainer(tiny_recipe(), tmp_path, progress=False, log=None)
+        Trainer(tiny_recipe(max_iters=1, log_every=1), tmp_path, overwrite=True, progress=False, log=None).fit()
+    assert [json.loads(s)["iter"] for s in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 1]  # a new log
 
 
 def test_real_dataset_layout_trains_with_paper_augmentation_and_slide_eval(tmp_path):

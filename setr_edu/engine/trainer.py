@@ -153,6 +153,7 @@ class Trainer:
                                   f"use another work_dir (--work-dir)")
         if state is None and self.env.is_main:
             load_pretrained(self.model, r, self._print)  # DDP broadcasts rank 0's weights to the others
+            (self.work_dir / "log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
 
         self.model.to(self.device)
         if r.grad_checkpointing and hasattr(self.model, "encoder"):
