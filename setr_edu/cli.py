@@ -216,8 +216,9 @@ def cmd_recipes(args) -> int:
     if not args.name:
         for name in list_recipes():
             r = NAMED_RECIPES[name]()
-            print(f"{name:28s} {r.dataset:15s} {r.model}/{r.decoder}/{r.encoder:6s} crop {r.crop_size:4d} batch "
-                  f"{r.batch_size:3d} iters {r.max_iters:7d} lr {r.lr:g}")
+            model = "cnn" if r.model == "cnn" else f"{r.decoder}/{r.encoder}"
+            print(f"{name:28s} {r.dataset:15s} {model:12s} crop {r.crop_size:4d} batch {r.batch_size:3d} "
+                  f"iters {r.max_iters:7d} {r.optimizer} lr {r.lr:g}")
         return 0
     for key, value in get_recipe(args.name, args.overrides).to_dict().items():
         print(f"{key} = {value!r}")

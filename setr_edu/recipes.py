@@ -100,10 +100,11 @@ class Recipe:
 
     @property
     def stride(self) -> int:
-        """Sliding-window stride: ``slide_stride`` or 2/3 of the crop (768/512, 512/341, 480/320)."""
+        """The sliding-window stride, ``slide_stride`` or else 2/3 of the crop (768/512, 512/341, 480/320)."""
         return self.slide_stride or (2 * self.crop_size) // 3
 
     def to_dict(self) -> dict:
+        """A plain dict of every field (what checkpoints store)."""
         return asdict(self)
 
     @classmethod
@@ -120,6 +121,7 @@ class Recipe:
 
 # --- overrides --------------------------------------------------------------------------------------------------
 def field_names() -> list[str]:
+    """Every recipe key, in declaration order."""
     return [f.name for f in fields(Recipe)]
 
 
@@ -286,6 +288,7 @@ NAMED_RECIPES = _named()
 
 
 def list_recipes() -> list[str]:
+    """The names of the named recipes, sorted."""
     return sorted(NAMED_RECIPES)
 
 
@@ -312,7 +315,7 @@ def load_recipe_file(path: str | Path) -> Recipe:
 
 
 def get_recipe(name_or_path: str | Recipe, overrides: typing.Iterable[str] = ()) -> Recipe:
-    """A named recipe (see :func:`list_recipes`) or a recipe file, with ``key=value`` overrides applied."""
+    """A named recipe (see ``list_recipes``) or a recipe file, with ``key=value`` overrides applied."""
     if isinstance(name_or_path, Recipe):
         recipe = name_or_path
     elif name_or_path in NAMED_RECIPES:

@@ -11,7 +11,7 @@ key             what
 ``optimizer``   SGD state (momentum buffers) and parameter groups
 ``scaler``      ``GradScaler`` state (fp16 training) or ``None``
 ``rng``         Python, NumPy, torch CPU and CUDA generator states
-``sampler``     the data stream position (see :class:`setr_edu.engine.trainer.InfiniteBatchSampler`)
+``sampler``     the data stream position (see ``setr_edu.engine.trainer.InfiniteBatchSampler``)
 ``recipe``      the training recipe as a plain dict (used to rebuild the model and to compare on load)
 ``meta``        free-form extras: class names, last validation metrics, library version
 ==============  ==========================================================================================
@@ -61,7 +61,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`, with a clear error when it cannot be used."""
+    """Read a checkpoint written by ``save_checkpoint``, with a clear error when it cannot be used."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (training writes "
@@ -83,7 +83,7 @@ def check_compatible(state: dict, model: nn.Module, recipe: dict | None = None, 
     """Refuse a checkpoint from another model *before* touching any weights.
 
     Compares the recipe fields that decide the model's shape (``MODEL_FIELDS``), then every key and tensor shape
-    of the state dict, and raises :class:`CheckpointError` naming the differences and how to fix them.
+    of the state dict, and raises ``CheckpointError`` naming the differences and how to fix them.
     """
     saved = state.get("recipe") or {}
     if recipe is not None:
@@ -131,7 +131,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what ``rng_state`` captured."""
     random.setstate(_tuplify(state["python"]))
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))

@@ -3,13 +3,13 @@
     torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k
 
 ``torchrun`` starts one process per device and sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
-``MASTER_PORT``; :func:`init_distributed` reads them and joins the process group (NCCL on CUDA, gloo on CPU).
+``MASTER_PORT``; ``init_distributed`` reads them and joins the process group (NCCL on CUDA, gloo on CPU).
 Then:
 
-* every rank builds the same model from the same seed; :func:`wrap_model` converts BatchNorm to
+* every rank builds the same model from the same seed; ``wrap_model`` converts BatchNorm to
   **SyncBatchNorm** on CUDA (the paper's "sync BN": statistics over the global batch) and wraps the model in
   ``DistributedDataParallel``, which broadcasts rank 0's weights and averages gradients in backward;
-* the data stream is sharded by :class:`~setr_edu.engine.trainer.InfiniteBatchSampler` (rank ``r`` takes the
+* the data stream is sharded by ``setr_edu.engine.trainer.InfiniteBatchSampler`` (rank ``r`` takes the
   ``r``-th slice of every global batch), so N processes see exactly the samples of one process with the same
   global batch;
 * validation metrics are summed across ranks (``SegmentationMetric.all_reduce`` on the confusion matrix);
@@ -60,7 +60,7 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def init_distributed(device: str = "auto", timeout_s: float = 1800) -> DistEnv:
-    """Join the process group that ``torchrun`` set up (env vars); a single-process :class:`DistEnv` otherwise."""
+    """Join the process group that ``torchrun`` set up (env vars); a single-process ``DistEnv`` otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if world_size <= 1:
         return DistEnv(device=resolve_device(device))
@@ -82,7 +82,7 @@ def cleanup() -> None:
 
 def wrap_model(model: nn.Module, env: DistEnv) -> nn.Module:
     """Wrap in DistributedDataParallel (identity for one process). Convert BatchNorm first with
-    :func:`convert_sync_bn`; DDP broadcasts rank 0's weights and buffers, so only rank 0 needs pretrained weights."""
+    ``convert_sync_bn``; DDP broadcasts rank 0's weights and buffers, so only rank 0 needs pretrained weights."""
     if not env.distributed:
         return model
     ids = [env.device.index] if env.device.type == "cuda" else None

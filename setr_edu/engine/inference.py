@@ -1,13 +1,13 @@
 """Inference and evaluation: whole image, sliding window, multi-scale + flip (paper §4; spec §4.2 "Test time").
 
-* :func:`whole_inference`: one forward pass on the full image (padded to a multiple of the patch size);
-* :func:`slide_inference`: the paper's single-scale test. Square ``crop`` windows every ``stride`` pixels
+* ``whole_inference``: one forward pass on the full image (padded to a multiple of the patch size);
+* ``slide_inference``: the paper's single-scale test. Square ``crop`` windows every ``stride`` pixels
   (768/512 on Cityscapes, 512/341 on ADE20K, 480/320 on Pascal Context); the logits of overlapping windows are
   **averaged**; an image smaller than the crop is padded to it first (SETR's ViT is trained at a fixed size);
-* :func:`predict`: the two above at several scales (0.5-1.75) and/or with horizontal flips; the softmax
+* ``predict``: the two above at several scales (0.5-1.75) and/or with horizontal flips; the softmax
   probabilities of all views, resized back to the image, are averaged (mmsegmentation's ``aug_test``);
-* :func:`evaluate`: a dataset -> :class:`~setr_edu.engine.metrics.SegmentationMetric` results and per-class
-  report, sharded across ranks under DDP; :func:`colorize` paints a label map with a dataset's palette.
+* ``evaluate``: a dataset -> ``setr_edu.engine.metrics.SegmentationMetric`` results and per-class
+  report, sharded across ranks under DDP; ``colorize`` paints a label map with a dataset's palette.
 """
 from __future__ import annotations
 
@@ -124,10 +124,10 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
              device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None, rank: int = 0,
              world_size: int = 1, progress: bool = False, min_size: int | None = None,
              class_names: Sequence[str] | None = None) -> dict:
-    """Run :func:`predict` over ``dataset`` (items ``(image (3, H, W), label (H', W'))``) and return the metric.
+    """Run ``predict`` over ``dataset`` (items ``(image (3, H, W), label (H', W'))``) and return the metric.
 
-    Returns :meth:`SegmentationMetric.compute`'s dict (``mIoU``, ``mAcc``, ``aAcc``, ``IoU``, ``Acc``) plus
-    ``"report"``, the per-class table of :meth:`SegmentationMetric.report`. Under DDP each
+    Returns ``SegmentationMetric.compute``'s dict (``mIoU``, ``mAcc``, ``aAcc``, ``IoU``, ``Acc``) plus
+    ``"report"``, the per-class table of ``SegmentationMetric.report``. Under DDP each
     rank takes every ``world_size``-th image and the confusion matrices are summed across ranks, so every rank
     returns the dataset-level result. Images of different sizes need ``batch_size=1``.
     """

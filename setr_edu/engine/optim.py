@@ -1,6 +1,6 @@
 """The paper's optimiser and learning-rate schedule (paper §4 "Implementation details"; spec §4.2).
 
-(AdamW is offered too, for training a ViT from scratch, which SGD does badly; see :func:`build_optimizer`.)
+(AdamW is offered too, for training a ViT from scratch, which SGD does badly; see ``build_optimizer``.)
 
 * **SGD**, momentum 0.9, **weight decay 0** (the official configs override the schedule file's 5e-4).
 * **Head learning-rate multiplier**: every parameter whose *name* contains ``"head"`` trains at 10x the base
@@ -74,7 +74,7 @@ def _cpu_fused(name: str) -> bool:
 
 def build_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
                     head_lr_mult: float = 10.0, impl: str = "auto", name: str = "sgd") -> torch.optim.Optimizer:
-    """SGD (the paper's) or AdamW with the two parameter groups of :func:`param_groups`.
+    """SGD (the paper's) or AdamW with the two parameter groups of ``param_groups``.
 
     ``name="sgd"``: momentum ``momentum``, the paper's optimiser for *fine-tuning* an ImageNet-pretrained ViT.
     ``name="adamw"``: betas (``momentum``, 0.999); what a ViT trained *from scratch* needs (our synthetic

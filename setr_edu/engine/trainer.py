@@ -4,18 +4,18 @@
     >>> trainer = Trainer(get_recipe("synthetic_ci"), work_dir="runs/demo", overwrite=True, progress=False, log=None)
     >>> summary = trainer.fit()  # doctest: +SKIP
 
-One optimisation step (:meth:`Trainer.train_step`):
+One optimisation step (``Trainer.train_step``):
 
 1. set every parameter group's learning rate from the iteration (poly schedule, heads x10: ``engine/optim.py``);
 2. for each of ``grad_accum_steps`` micro-batches: forward under autocast with the auxiliary heads, the loss
    ``CE(main) + 0.4 * sum CE(aux)`` in float32, stop on NaN/inf, backward (DDP averages gradients on the last);
 3. one SGD step (through the GradScaler when training in fp16).
 
-Around it, :meth:`Trainer.fit` logs every ``log_every`` steps to ``work_dir/log.jsonl`` (one JSON object per line:
+Around it, ``Trainer.fit`` logs every ``log_every`` steps to ``work_dir/log.jsonl`` (one JSON object per line:
 ``iter, lr, loss, loss_main, loss_aux0.., time, iter_time, ...``; validation lines carry ``val_mIoU``...),
 validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``checkpoint_every`` steps and at the end.
 
-**Reproducibility.** Data order comes from :class:`InfiniteBatchSampler`: a seeded stream of epoch permutations
+**Reproducibility.** Data order comes from ``InfiniteBatchSampler``: a seeded stream of epoch permutations
 that any rank can index by *position*, so the whole data state is one number (samples consumed), and augmentation is
 seeded per ``(seed, epoch, index)``. With the model, optimizer, scaler and RNG states in the checkpoint, a run that
 is interrupted and resumed ends **bitwise equal** on CPU to one that never stopped (``tests/test_resume.py``).
@@ -105,16 +105,18 @@ class EpochIndexed(Dataset):
 
 
 class Trainer:
-    """Train ``recipe`` (a :class:`~setr_edu.recipes.Recipe`) into ``work_dir``.
+    """Train ``recipe`` (a ``setr_edu.recipes.Recipe``) into ``work_dir``.
 
     Args:
         recipe: what to train (model, data, optimiser, schedule, evaluation).
         work_dir: where ``last.pt`` and ``log.jsonl`` go (default ``runs/<recipe.name>``).
         resume: continue from ``work_dir/last.pt`` (or from this path if a string) when it exists.
         overwrite: start from scratch even if ``work_dir`` holds a checkpoint (refused otherwise, to lose nothing).
-        model / datasets: use these instead of building them from the recipe (``datasets = (train, val)``).
-        env: a :class:`DistEnv`; default: from ``torchrun``'s environment variables (one process without them).
-        progress: tqdm bar on rank 0. ``log``: a ``print``-like function for messages (``None``: silent).
+        model: use this model instead of building one from the recipe.
+        datasets: ``(train_set, val_set)`` to use instead of building them from the recipe.
+        env: a ``DistEnv``; default: from ``torchrun``'s environment variables (one process without them).
+        progress: show a tqdm bar (rank 0 only).
+        log: a ``print``-like function for messages (``None``: silent).
     """
 
     def __init__(self, recipe: Recipe, work_dir: str | Path | None = None, resume: bool | str = False,
@@ -188,7 +190,7 @@ class Trainer:
                 log.write_text("".join(ln + "\n" for ln in keep))
 
     def state_dict(self) -> dict:
-        """Everything :meth:`fit` needs to continue exactly (see ``engine/checkpoint.py``)."""
+        """Everything ``fit`` needs to continue exactly (see ``engine/checkpoint.py``)."""
         return dict(iter=self.iter, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                     scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None, rng=rng_state(),
                     sampler=dict(seed=self.recipe.seed, position=self.iter * self.recipe.batch_size,

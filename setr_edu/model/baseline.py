@@ -1,9 +1,9 @@
 """A local-receptive-field CNN baseline for the global-context experiment (paper §1: "limited receptive fields").
 
 SETR's argument is that a transformer sees the whole image from its first layer, while a fully convolutional network
-(FCN) only ever sees a window around each pixel: its *receptive field*. :class:`LocalCNN` is a small FCN of about the
+(FCN) only ever sees a window around each pixel: its *receptive field*. ``LocalCNN`` is a small FCN of about the
 same size as the book's CPU SETR, whose receptive field is deliberately a fraction of the image, so on the synthetic
-context task (:class:`setr_edu.data.SyntheticContextDataset`, where a shape's class depends on a key block in a far
+context task (``setr_edu.data.SyntheticContextDataset``, where a shape's class depends on a key block in a far
 corner) it can see a shape's geometry but not the key.
 
 Architecture (``(B, 3, H, W) -> (B, K, H, W)``), at output stride 8 like the paper's dilated-FCN baselines:
@@ -14,8 +14,8 @@ Architecture (``(B, 3, H, W) -> (B, K, H, W)``), at output stride 8 like the pap
 * ``decode_head``: 1x1 ``conv + BN + ReLU`` and a 1x1 classifier, bilinear upsampling to the input size;
 * ``auxiliary_heads``: one 1x1 classifier on the middle of the body (weight 0.4, like SETR's auxiliary heads).
 
-The submodule names match :class:`SETR` (``decode_head``, ``auxiliary_heads``), so the same optimiser (x10 learning
-rate on heads), loss and :class:`~setr_edu.engine.trainer.Trainer` train it unchanged.
+The submodule names match ``SETR`` (``decode_head``, ``auxiliary_heads``), so the same optimiser (x10 learning
+rate on heads), loss and ``setr_edu.engine.trainer.Trainer`` train it unchanged.
 
     >>> import torch
     >>> cnn = LocalCNN(num_classes=7, width=64, depth=2)

@@ -4,7 +4,7 @@
     >>> fig = plots.plot_training_curves({"SETR": "runs/synthetic_cpu", "CNN": "runs/synthetic_cpu_cnn"})  # doctest: +SKIP
     >>> fig = plots.plot_segmentation_grid(images, labels, preds, palette=ds.palette, class_names=ds.class_names)  # doctest: +SKIP
 
-``log.jsonl`` (written by :class:`setr_edu.engine.trainer.Trainer`) holds one JSON object per line: training lines
+``log.jsonl`` (written by ``setr_edu.engine.trainer.Trainer``) holds one JSON object per line: training lines
 have ``iter``, ``loss``, ``loss_main``, ``loss_aux*``, ``lr`` ...; validation lines have ``iter`` and ``val_mIoU``,
 ``val_mAcc``, ``val_aAcc``, ``val_IoU``.
 """
