@@ -146,9 +146,11 @@ class Trainer:
 
         ckpt_path = Path(resume) if isinstance(resume, (str, Path)) else self.work_dir / "last.pt"
         state = None
-        if resume and ckpt_path.exists():
+        if resume and (ckpt_path.exists() or isinstance(resume, (str, Path))):  # an explicit path must exist
             state = load_checkpoint(ckpt_path)
             check_compatible(state, self.model, r.to_dict(), str(ckpt_path))
+        elif resume:
+            self._print(f"resume: no checkpoint in {self.work_dir} yet, starting from scratch")
         elif (self.work_dir / "last.pt").exists() and not overwrite:
             raise FileExistsError(f"{self.work_dir} already holds a checkpoint (last.pt); pass resume=True "
                                   f"(--resume) to continue it, overwrite=True (--overwrite) to start again, or "
