@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("notebooks", nargs="*", type=Path)
     ap.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
     args = ap.parse_args(argv)
-    paths = args.notebooks or book_notebooks()
+    paths = [p.resolve() for p in args.notebooks] or book_notebooks()
     stale = []
     for p in paths:
         if args.check:
