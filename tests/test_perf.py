@@ -13,8 +13,10 @@ from torch import nn
 
 import setr_edu
 from setr_edu.perf import (autocast, bench_encoder, bench_setr, count_flops, encoder_pair, estimate_training_memory,
+                           estimate_training_memory_both,
                            format_table, fused_sgd_available, graph_breaks, peak_tflops, saved_activation_bytes,
-                           set_fused_attention, time_interleaved, timm_blocks, to_channels_last, vit_flops)
+                           op_calls, op_kind, profile_step, set_fused_attention, time_interleaved, timm_blocks, to_channels_last,
+                           vit_flops)
 from setr_edu.perf.bench import main as bench_main
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=8)
@@ -76,9 +78,9 @@ def test_saved_activation_bytes_of_a_known_module():
 
 def test_memory_estimate_responds_to_batch_checkpointing_and_precision():
     make = lambda: tiny_setr("pup")
-    base = estimate_training_memory(make, (2, 3, 32, 32))
+    base, ckpt = estimate_training_memory_both(make, (2, 3, 32, 32)).values()
+    assert estimate_training_memory(make, (2, 3, 32, 32), checkpointing=True) == ckpt
     double = estimate_training_memory(make, (4, 3, 32, 32))
-    ckpt = estimate_training_memory(make, (2, 3, 32, 32), checkpointing=True)
     bf16 = estimate_training_memory(make, (2, 3, 32, 32), amp="bf16")
     n = sum(p.numel() for p in make().parameters())
     assert base.params == base.grads == base.optimizer == 4 * n
@@ -100,6 +102,15 @@ def test_time_interleaved_alternates_and_counts():
     assert res["a"].images_per_s == pytest.approx(4 / res["a"].median)
     with pytest.raises(ValueError):
         time_interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_profile_step_groups_ops_by_kind():
+    assert op_kind("aten::upsample_bilinear2d") == "upsampling"  # not "linear"
+    assert op_kind("aten::addmm") == "matmul (linear, bmm)" and op_kind("aten::native_layer_norm") == "normalisation"
+    lin, x = nn.Linear(64, 64), torch.randn(32, 64)
+    kinds, top = profile_step(lambda: lin(x).relu().sum().backward())
+    assert sum(r["share"] for r in kinds) == pytest.approx(1.0)
+    assert "matmul (linear, bmm)" in {r["kind"] for r in kinds} and top[0]["ms"] >= top[-1]["ms"]
 
 
 def test_peak_table_lookup():
@@ -154,6 +165,18 @@ def test_sdpa_switch_agrees_for_ours_and_timm():
         slow_ours, slow_timm = ours(x), timm_blocks(theirs, x)
     for a, b, c, d in zip(fast_ours, slow_ours, fast_timm, slow_timm):
         assert (a - b).abs().max() < 1e-5 and (c - d).abs().max() < 1e-5 and (a - c).abs().max() < 1e-5
+
+
+def test_encoder_runs_the_same_arithmetic_as_timm():
+    """Op for op, the two forward passes differ only in copies/views (timm copies each map to NCHW)."""
+    ours, theirs = encoder_pair(setr_edu.encoder_config("tiny", **TINY), 32, torch.device("cpu"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = op_calls(lambda: ours.eval()(x))
+        b = op_calls(lambda: timm_blocks(theirs.eval(), x))
+    compute = lambda calls: {k: n for k, n in calls.items() if op_kind(k) not in ("copies / reshapes", "other")}
+    assert compute(a) == compute(b) and compute(a)["aten::addmm"] == 4 * TINY["depth"]
+    assert a.get("aten::copy_", 0) <= b.get("aten::copy_", 0)
 
 
 def test_bf16_autocast_close_to_fp32():

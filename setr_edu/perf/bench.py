@@ -9,7 +9,8 @@ repetition (:func:`setr_edu.perf.timing.time_interleaved`), median and min repor
 * ``train``: ``model.train()``, forward, a scalar loss (the sum of all block outputs for the encoder; SETR's
   cross-entropy with 0.4-weighted auxiliary losses for a full model), backward (and an SGD step for SETR).
 * ``speedup = timm time / setr_edu time`` (= setr_edu images/s / timm images/s): **above 1 means setr_edu is
-  faster**. Reported for the median (``speedup``) and for the min (``speedup_min``).
+  faster**. Reported for the median (``speedup``), the min (``speedup_min``) and the median CPU time
+  (``speedup_cpu``, the least sensitive to other processes on a crowded CPU).
 * On CUDA: bf16 autocast by default, peak memory (``torch.cuda.max_memory_allocated``) and model FLOPs
   utilisation (FLOPs counted on the meta device / time / the GPU's datasheet peak).
 
@@ -27,7 +28,6 @@ import json
 import sys
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import EncoderConfig, encoder_config
@@ -35,7 +35,7 @@ from ..model import ViTEncoder, build_setr, load_timm_weights
 from ..profile import get_profile
 from .fastpaths import autocast, fused_sgd_available
 from .flops import count_flops
-from .memory import GiB, estimate_training_memory
+from .memory import GiB, estimate_training_memory_both
 from .timing import Timing, peak_tflops, time_interleaved
 
 ENCODER_FIELDS = ("embed_dim", "depth", "num_heads", "patch_size")
@@ -77,8 +77,8 @@ def _total(outs) -> torch.Tensor:
 
 
 def _summary(t: Timing, flops_per_image: float, device: torch.device, peak: float | None) -> dict:
-    row = dict(median_ms=1e3 * t.median, min_ms=1e3 * t.min, images_per_s=t.images_per_s,
-               tflops=flops_per_image * t.images_per_s / 1e12)
+    row = dict(median_ms=1e3 * t.median, min_ms=1e3 * t.min, cpu_median_ms=1e3 * t.cpu_median,
+               images_per_s=t.images_per_s, tflops=flops_per_image * t.images_per_s / 1e12)
     if peak:
         row["mfu"] = row["tflops"] / peak
     if t.peak_memory is not None:
@@ -145,7 +145,8 @@ def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, ba
                                  repeats=repeats, warmup=warmup, device=dev, batch_size=batch_size)
         a, b = times["setr_edu"], times["timm"]
         result[mode] = dict(setr_edu=_summary(a, flops, dev, peak), timm=_summary(b, flops, dev, peak),
-                            speedup=b.median / a.median, speedup_min=b.min / a.min)
+                            speedup=b.median / a.median, speedup_min=b.min / a.min,
+                            speedup_cpu=b.cpu_median / a.cpu_median)
     return result
 
 
@@ -154,13 +155,14 @@ def _device_name(dev: torch.device) -> str:
 
 
 def setr_train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                    amp: str | None, aux_weight: float = 0.4) -> None:
-    """One SETR training step: cross-entropy on the logits + ``aux_weight`` x each auxiliary head's, SGD step."""
+                    amp: str | None) -> None:
+    """One SETR training step: :func:`setr_edu.engine.losses.setr_loss` (CE + 0.4 x each aux head), SGD step."""
+    from ..engine.losses import setr_loss
+
     opt.zero_grad(set_to_none=True)
     with autocast(x.device, amp):
         logits, aux = model(x, with_aux=True)
-        loss = F.cross_entropy(logits.float(), y, ignore_index=255)
-        loss = loss + aux_weight * sum(F.cross_entropy(a.float(), y, ignore_index=255) for a in aux)
+        loss, _ = setr_loss(logits, y, aux)
     loss.backward()
     opt.step()
 
@@ -225,10 +227,9 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
         result[name] = _summary(t, flops, dev, peak)
     model.encoder.grad_checkpointing = False
     if estimate:
+        est = estimate_training_memory_both(lambda: build_setr(decoder, **kw), (batch_size, 3, img_size, img_size), amp)
         for c in checkpointing:
-            est = estimate_training_memory(lambda: build_setr(decoder, **kw), (batch_size, 3, img_size, img_size),
-                                           amp=amp, checkpointing=c)
-            result.setdefault("train+ckpt" if c else "train", {})["estimated_memory_gib"] = est.total / GiB
+            result.setdefault("train+ckpt" if c else "train", {})["estimated_memory_gib"] = est[c].total / GiB
     return result
 
 
@@ -244,7 +245,9 @@ def encoder_rows(result: dict) -> list[dict]:
                              images_per_s=r["images_per_s"], tflops=r["tflops"], mfu=r.get("mfu"),
                              peak_memory_gib=r.get("peak_memory_gib"),
                              speedup=result[mode]["speedup"] if impl == "setr_edu" else None,
-                             speedup_min=result[mode]["speedup_min"] if impl == "setr_edu" else None))
+                             speedup_min=result[mode]["speedup_min"] if impl == "setr_edu" else None,
+                             cpu_median_ms=r["cpu_median_ms"],
+                             speedup_cpu=result[mode]["speedup_cpu"] if impl == "setr_edu" else None))
     return rows
 
 

@@ -22,6 +22,7 @@ gradient buffers, so a measured ``torch.cuda.max_memory_allocated`` is somewhat 
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -106,24 +107,47 @@ def saved_activation_bytes(model: nn.Module, x: torch.Tensor, amp: str | None = 
     return dict(total=sum(seen.values()), blocks=sum(in_block.values()), block_inputs=sum(inputs.values()))
 
 
+def setr_training_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The forward half of a SETR training step: main and auxiliary logits, then SETR's loss (CE + 0.4 x each aux).
+
+    The loss matters for memory: each head's cross-entropy keeps its log-probabilities, ``(B, K, H, W)`` in fp32
+    at the *input* resolution, for the backward pass; with 150 classes that rivals the encoder's activations.
+    """
+    from ..engine.losses import pixel_cross_entropy
+
+    logits, aux = model(x, with_aux=True)
+    target = torch.zeros(x.shape[0], *x.shape[-2:], dtype=torch.long, device=x.device)  # any labels will do
+    loss = pixel_cross_entropy(logits, target, check=False)
+    return loss + sum(0.4 * pixel_cross_entropy(a, target, check=False) for a in aux)
+
+
 def estimate_training_memory(model: nn.Module | Callable[[], nn.Module], input_shape: Sequence[int],
                              amp: str | None = None, checkpointing: bool = False, optimizer_states: int = 1,
                              forward_fn: Callable | None = None) -> MemoryEstimate:
     """Estimate the training memory of ``model`` for a batch of ``input_shape`` (nothing is allocated).
 
     Args:
-        model: a module or a zero-argument factory (``lambda: build_setr("pup", "large")``): built on meta.
+        model: a module (copied) or a zero-argument factory (``lambda: build_setr("pup", "large")``, built on meta).
         input_shape: ``(B, 3, H, W)``.
         amp: ``None`` (fp32), ``"bf16"`` or ``"fp16"`` autocast. Weights, grads and optimizer state stay fp32.
         checkpointing: estimate with activation checkpointing of the encoder's blocks.
         optimizer_states: fp32 tensors per parameter kept by the optimizer (SGD+momentum 1, AdamW 2).
-        forward_fn: what a training step runs, default ``m(x, with_aux=True)`` for a SETR, ``m(x)`` otherwise.
+        forward_fn: what a training step runs before ``backward``: default :func:`setr_training_forward` for a
+            SETR (logits, auxiliary logits and the loss), ``m(x)`` otherwise.
     """
+    both = estimate_training_memory_both(model, input_shape, amp, optimizer_states, forward_fn)
+    return both[bool(checkpointing)]
+
+
+def estimate_training_memory_both(model: nn.Module | Callable[[], nn.Module], input_shape: Sequence[int],
+                                  amp: str | None = None, optimizer_states: int = 1,
+                                  forward_fn: Callable | None = None) -> dict[bool, MemoryEstimate]:
+    """:func:`estimate_training_memory` without (``[False]``) and with (``[True]``) checkpointing, in one pass."""
     if amp not in (None, *AMP_DTYPES):
         raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    meta = _as_meta_model(model)
+    meta = copy.deepcopy(_as_meta_model(model))  # converted to fake tensors below: never touch the caller's
     if forward_fn is None:
-        forward_fn = (lambda m, inp: m(inp, with_aux=True)) if hasattr(meta, "decode_head") else (lambda m, inp: m(inp))
+        forward_fn = setr_training_forward if hasattr(meta, "decode_head") else (lambda m, inp: m(inp))
     n_params = sum(p.numel() for p in meta.parameters())
     n_trainable = sum(p.numel() for p in meta.parameters() if p.requires_grad)
     with FakeTensorMode(allow_non_fake_inputs=True):
@@ -132,9 +156,10 @@ def estimate_training_memory(model: nn.Module | Callable[[], nn.Module], input_s
         if enc is not None:
             enc.grad_checkpointing = False  # measure everything once; checkpointing is derived below
         saved = saved_activation_bytes(fake, torch.empty(*input_shape), amp, forward_fn)
-    activations = saved["total"]
-    if checkpointing and blocks:
-        # keep only block inputs; recompute one block at a time in the backward pass
-        activations += saved["block_inputs"] - saved["blocks"] + saved["blocks"] // len(blocks)
-    return MemoryEstimate(params=4 * n_params, grads=4 * n_trainable, optimizer=4 * optimizer_states * n_trainable,
-                          activations=activations, batch_size=int(input_shape[0]))
+    fixed = dict(params=4 * n_params, grads=4 * n_trainable, optimizer=4 * optimizer_states * n_trainable,
+                 batch_size=int(input_shape[0]))
+    with_ckpt = saved["total"]
+    if blocks:  # keep only the blocks' inputs; recompute one block at a time in the backward pass
+        with_ckpt += saved["block_inputs"] - saved["blocks"] + saved["blocks"] // len(blocks)
+    return {False: MemoryEstimate(activations=saved["total"], **fixed),
+            True: MemoryEstimate(activations=with_ckpt, **fixed)}

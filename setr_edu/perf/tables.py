@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 
 from ..model import build_setr
 from .flops import _as_meta_model, count_flops
-from .memory import GiB, estimate_training_memory
+from .memory import GiB, estimate_training_memory_both
 
 
 def variant_costs(decoders: Sequence[str] = ("naive", "pup", "mla"), encoders: Sequence[str] = ("base", "large"),
@@ -31,9 +31,8 @@ def variant_costs(decoders: Sequence[str] = ("naive", "pup", "mla"), encoders: S
                 row = dict(encoder=enc, img_size=size, decoder=dec, params_m=n_params / 1e6,
                            gflops_fwd=fwd.gflops(), gflops_train=train.gflops("total"))
                 if memory:
-                    shape_b = (batch_size, 3, size, size)
-                    row["mem_gib"] = estimate_training_memory(make, shape_b, amp=amp).total / GiB
-                    row["mem_ckpt_gib"] = estimate_training_memory(make, shape_b, amp=amp, checkpointing=True).total / GiB
+                    mem = estimate_training_memory_both(make, (batch_size, 3, size, size), amp=amp)
+                    row["mem_gib"], row["mem_ckpt_gib"] = mem[False].total / GiB, mem[True].total / GiB
                 rows.append(row)
     return rows
 

@@ -4,7 +4,9 @@ Benchmarking two implementations one after the other is unfair on a shared machi
 starts halfway through slows only the second. :func:`time_interleaved` runs the candidates in turns (A B, B A,
 A B, ...) so both see the same conditions, after a few warm-up calls (first calls pay for memory allocation,
 kernel selection and caches). It reports the **median** (typical speed) and the **min** (the speed with the least
-interference). On a GPU, work is asynchronous: the clock is only read after ``torch.cuda.synchronize()``.
+interference). It also records the process's CPU time per call, which on a crowded CPU does not count the time
+spent waiting for a core (but still feels contention for caches and memory bandwidth).
+On a GPU, work is asynchronous: the clock is only read after ``torch.cuda.synchronize()``.
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ class Timing:
     """Seconds per call of one candidate over the repetitions, plus its peak memory (CUDA only)."""
 
     name: str
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # wall-clock seconds per call
+    cpu_times: list[float] = field(default_factory=list)  # process CPU seconds per call (all threads)
     batch_size: int = 1
     peak_memory: int | None = None  # bytes, max over the repetitions
 
@@ -59,6 +62,11 @@ class Timing:
     @property
     def min(self) -> float:
         return min(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        """Median CPU time: on a crowded machine, time spent waiting for a core is not counted."""
+        return statistics.median(self.cpu_times)
 
     @property
     def images_per_s(self) -> float:
@@ -85,12 +93,13 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 7, war
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             synchronize(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[name]()
             synchronize(device)
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
             if i >= warmup:
                 result[name].times.append(elapsed)
+                result[name].cpu_times.append(cpu)
                 if cuda:
                     peak = torch.cuda.max_memory_allocated(device)
                     result[name].peak_memory = max(result[name].peak_memory or 0, peak)
