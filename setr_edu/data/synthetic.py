@@ -60,7 +60,7 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
         class_per_shape: also split classes by shape kind (harder: a tiny ViT needs many more steps).
         key_corner: put the key in this corner (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right)
             instead of a random one.
-        transforms: optional :class:`~setr_edu.data.transforms.Compose` (called with a generator seeded by
+        transforms: optional ``setr_edu.data.transforms.Compose`` (called with a generator seeded by
             ``(seed, epoch, index)``, see ``set_epoch``) or any callable ``(image_uint8_HWC, label_HW)``; the
             default gives a float tensor ``(3, H, W)`` normalised with ImageNet mean/std and an int64 ``(H, W)``.
 

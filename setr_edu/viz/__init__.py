@@ -1,0 +1,1 @@
+"""Pictures for the book: dataset palettes, training curves and prediction grids, interactive explorers."""
