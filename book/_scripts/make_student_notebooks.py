@@ -91,6 +91,7 @@ def student_version(nb, student_path: Path, name: str):
         raise SolutionMarkerError(f"{name}: no '### BEGIN SOLUTION' region: nothing for the student to write")
     nb.cells = cells
     nb.metadata.pop("widgets", None)
+    nb.metadata["language_info"] = {"name": "python"}  # not the Python version the instructor executed with
     nb.metadata.setdefault("setr_edu", {})["student_version_of"] = f"book/assignments/{name}"
     first_md = next(c for c in nb.cells if c.cell_type == "markdown")
     first_md.source = BADGE_RE.sub(badge(student_path), first_md.source)

@@ -18,8 +18,10 @@ from ..engine.metrics import SegmentationMetric, confusion_matrix, metrics_from_
 from ..profile import get_profile
 from .result import CheckResult, Grader
 
-# mIoU on the val split that a reasonable solution reaches at each profile's scale (ci only proves it runs).
-TARGETS = {"ci": 0.36, "cpu": 0.50, "gpu": 0.80}
+# Target mIoU on the val split per profile. For scale: background everywhere gives ~0.29; perfect objects with the
+# key always wrong ~0.33, with the key guessed at random ~0.55. So the cpu/gpu targets need the key read from
+# context (the reference solution reaches 0.90 on cpu); ci (30 steps) only proves the pipeline runs.
+TARGETS = {"ci": 0.36, "cpu": 0.70, "gpu": 0.80}
 
 
 def evaluate(model: nn.Module, dataset, batch_size: int = 16) -> tuple[SegmentationMetric, SegmentationMetric]:
