@@ -9,8 +9,9 @@ repetition (:func:`setr_edu.perf.timing.time_interleaved`), median and min repor
 * ``train``: ``model.train()``, forward, a scalar loss (the sum of all block outputs for the encoder; SETR's
   cross-entropy with 0.4-weighted auxiliary losses for a full model), backward (and an SGD step for SETR).
 * ``speedup = timm time / setr_edu time`` (= setr_edu images/s / timm images/s): **above 1 means setr_edu is
-  faster**. Reported for the median (``speedup``), the min (``speedup_min``) and the median CPU time
-  (``speedup_cpu``, the least sensitive to other processes on a crowded CPU).
+  faster**. Reported for the median (``speedup``), the min (``speedup_min``), the median CPU time
+  (``speedup_cpu``) and the median of the per-repetition ratios (``speedup_paired``: each repetition runs both
+  back to back, so slow drifts of the machine's load cancel).
 * On CUDA: bf16 autocast by default, peak memory (``torch.cuda.max_memory_allocated``) and model FLOPs
   utilisation (FLOPs counted on the meta device / time / the GPU's datasheet peak).
 
@@ -25,6 +26,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
+import platform
+import statistics
 import sys
 
 import torch
@@ -115,7 +119,7 @@ def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, ba
     result = dict(config=dict(encoder=encoder if isinstance(encoder, str) else "custom", **cfg.__dict__,
                               img_size=img_size, batch_size=batch_size, amp=amp, compile=compile,
                               device=str(dev), device_name=_device_name(dev), threads=torch.get_num_threads(),
-                              repeats=repeats, warmup=warmup),
+                              repeats=repeats, warmup=warmup, **_versions()),
                   flops_per_image=dict(forward=fl.forward, train=fl.total))
     with torch.inference_mode(), autocast(dev, amp):
         ours.eval(), theirs.eval()
@@ -146,12 +150,30 @@ def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, ba
         a, b = times["setr_edu"], times["timm"]
         result[mode] = dict(setr_edu=_summary(a, flops, dev, peak), timm=_summary(b, flops, dev, peak),
                             speedup=b.median / a.median, speedup_min=b.min / a.min,
-                            speedup_cpu=b.cpu_median / a.cpu_median)
+                            speedup_cpu=b.cpu_median / a.cpu_median,
+                            speedup_paired=statistics.median(tb / ta for ta, tb in zip(a.times, b.times)))
     return result
 
 
 def _device_name(dev: torch.device) -> str:
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    """The GPU's name, or for a CPU its model, core count and widest vector ISA (``"AMD EPYC, 2 cores, AVX2"``)."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    model = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:  # not Linux
+        pass
+    isa = torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512, DEFAULT
+    return f"{model}, {os.cpu_count()} cores, {isa}"
+
+
+def _versions() -> dict:
+    import timm
+
+    return dict(torch=torch.__version__, timm=timm.__version__, python=platform.python_version())
 
 
 def setr_train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -187,13 +209,14 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
         model = model.to(memory_format=torch.channels_last)
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
     y = torch.randint(0, num_classes, (batch_size, img_size, img_size), device=dev)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, fused=fused_sgd_available(dev) or None)
+    fused = (dev.type == "cuda" and fused_sgd_available(dev)) or None  # CPU: foreach (one stall seen with fused)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, fused=fused)
     shape = (1, 3, img_size, img_size)
     fl_inf = count_flops(lambda: build_setr(decoder, **kw), shape)
     fl_train = count_flops(lambda: build_setr(decoder, **kw), shape, backward=True,
                            forward_fn=lambda m, inp: m(inp, with_aux=True))
     result = dict(config=dict(decoder=decoder, batch_size=batch_size, amp=amp, channels_last=channels_last,
-                              device=str(dev), device_name=_device_name(dev),
+                              device=str(dev), device_name=_device_name(dev), **_versions(),
                               params=sum(p.numel() for p in model.parameters()), **kw),
                   flops_per_image=dict(forward=fl_inf.forward, train=fl_train.total))
 
@@ -247,7 +270,8 @@ def encoder_rows(result: dict) -> list[dict]:
                              speedup=result[mode]["speedup"] if impl == "setr_edu" else None,
                              speedup_min=result[mode]["speedup_min"] if impl == "setr_edu" else None,
                              cpu_median_ms=r["cpu_median_ms"],
-                             speedup_cpu=result[mode]["speedup_cpu"] if impl == "setr_edu" else None))
+                             speedup_cpu=result[mode]["speedup_cpu"] if impl == "setr_edu" else None,
+                             speedup_paired=result[mode]["speedup_paired"] if impl == "setr_edu" else None))
     return rows
 
 

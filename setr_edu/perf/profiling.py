@@ -7,6 +7,9 @@ that holds almost none of the FLOPs but a real share of the time.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Callable
 
 import torch
@@ -37,6 +40,34 @@ def op_kind(name: str) -> str:
     return "other"
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence C++ log lines the profiler writes straight to file descriptor 2 when it starts and stops
+    (``USDT ... profiler_start``); Python exceptions are unaffected."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _profiled(step: Callable[[], object], activities) -> profile:
+    prof = profile(activities=activities)
+    with _quiet_native_stderr():
+        prof.start()
+    try:
+        step()
+    finally:
+        with _quiet_native_stderr():
+            prof.stop()
+            prof.key_averages()  # computed once here, cached by the profiler
+    return prof
+
+
 def profile_step(step: Callable[[], object], warmup: int = 1) -> tuple[list[dict], list[dict]]:
     """Profile one call of ``step`` (after ``warmup`` unprofiled calls) on CPU (and CUDA if available).
 
@@ -47,8 +78,7 @@ def profile_step(step: Callable[[], object], warmup: int = 1) -> tuple[list[dict
     for _ in range(warmup):
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        step()
+    prof = _profiled(step, activities)
     events = [e for e in prof.key_averages() if e.key.startswith("aten::") and e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     top = [dict(op=e.key, kind=op_kind(e.key), calls=e.count, ms=e.self_cpu_time_total / 1e3,
@@ -66,6 +96,5 @@ def op_calls(step: Callable[[], object], warmup: int = 1) -> dict[str, int]:
     op for op (ops that do no work, such as views, are included)."""
     for _ in range(warmup):
         step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
+    prof = _profiled(step, [ProfilerActivity.CPU])
     return {e.key: e.count for e in prof.key_averages() if e.key.startswith("aten::")}
