@@ -5,6 +5,7 @@ Every fast path is checked against the readable path; the benchmark harness runs
 """
 import copy
 import json
+import os
 
 import pytest
 import timm
@@ -129,6 +130,9 @@ def test_bench_encoder_smoke():
             row = r[mode][impl]
             assert row["images_per_s"] > 0 and row["min_ms"] <= row["median_ms"]
         assert r[mode]["speedup"] == pytest.approx(r[mode]["timm"]["median_ms"] / r[mode]["setr_edu"]["median_ms"])
+        assert r[mode]["speedup_paired"] == pytest.approx(r[mode]["speedup"])  # one repetition: the same pair
+    c = r["config"]  # a committed result must say what it was measured on
+    assert c["torch"] == torch.__version__ and c["timm"] and f"{os.cpu_count()} cores" in c["device_name"]
     json.dumps(r)  # the CLI writes it as JSON
 
 
