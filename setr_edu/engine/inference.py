@@ -1,4 +1,4 @@
-"""Inference and evaluation: whole image, sliding window, multi-scale + flip (paper §4; spec §4.2 "Test time").
+"""Inference and evaluation: whole image, sliding window, multi-scale + flip (paper §4; fudan-zvg/SETR ``test_cfg`` in ``configs/SETR/*.py``).
 
 * ``whole_inference``: one forward pass on the full image (padded to a multiple of the patch size);
 * ``slide_inference``: the paper's single-scale test. Square ``crop`` windows every ``stride`` pixels
@@ -8,6 +8,11 @@
   probabilities of all views, resized back to the image, are averaged (mmsegmentation's ``aug_test``);
 * ``evaluate``: a dataset -> ``setr_edu.engine.metrics.SegmentationMetric`` results and per-class
   report, sharded across ranks under DDP; ``colorize`` paints a label map with a dataset's palette.
+
+**Devices.** The model stays where it is. Every function here moves its input images to the model's device
+(:func:`model_device`: where its first parameter lives) and gives its result back on the device the images came
+from, so ``predict(model_on_gpu, cpu_images)`` returns CPU probabilities, ready for numpy and matplotlib, and
+GPU images give GPU results. ``evaluate`` runs the model and the metric on the model's device.
 """
 from __future__ import annotations
 
@@ -29,6 +34,13 @@ def _patch_multiple(model: nn.Module) -> int:
     return enc.config.patch_size if enc is not None and hasattr(enc, "config") else 1
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model without any."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def _pad_to(images: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Zero-pad ``(B, 3, H, W)`` at the bottom/right to ``(B, 3, h, w)`` (0 = the mean colour after normalisation)."""
     return F.pad(images, (0, w - images.shape[-1], 0, h - images.shape[-2]))
@@ -36,11 +48,13 @@ def _pad_to(images: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 @torch.no_grad()
 def whole_inference(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` -> logits ``(B, K, H, W)`` from one forward pass of the whole image."""
+    """``(B, 3, H, W)`` -> logits ``(B, K, H, W)`` from one forward pass of the whole image.
+
+    Runs on the model's device; the logits come back on the device of ``images``."""
     H, W = images.shape[-2:]
     m = _patch_multiple(model)
-    padded = _pad_to(images, math.ceil(H / m) * m, math.ceil(W / m) * m)
-    return model(padded)[..., :H, :W]
+    padded = _pad_to(images.to(model_device(model)), math.ceil(H / m) * m, math.ceil(W / m) * m)
+    return model(padded)[..., :H, :W].to(images.device)
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -55,8 +69,10 @@ def slide_inference(model: nn.Module, images: torch.Tensor, crop: int | tuple[in
     """Sliding-window logits ``(B, K, H, W)``: ``crop`` windows every ``stride`` pixels, overlaps averaged.
 
     Windows are run ``window_batch`` at a time. An image smaller than the crop is zero-padded up to it and the
-    padding is cut off the result.
+    padding is cut off the result. Runs (and averages) on the model's device; the logits come back on the device
+    of ``images``.
     """
+    home, images = images.device, images.to(model_device(model))
     ch, cw = (crop, crop) if isinstance(crop, int) else crop
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     B, _, H, W = images.shape
@@ -74,7 +90,7 @@ def slide_inference(model: nn.Module, images: torch.Tensor, crop: int | tuple[in
         for j, (y, x) in enumerate(chunk):
             logits[:, :, y:y + ch, x:x + cw] += out[j * B:(j + 1) * B]
             count[:, :, y:y + ch, x:x + cw] += 1
-    return (logits / count)[..., :H, :W]
+    return (logits / count)[..., :H, :W].to(home)
 
 
 def scaled_size(h: int, w: int, scale: float, min_size: int | None = None) -> tuple[int, int]:
@@ -95,6 +111,7 @@ def predict(model: nn.Module, images: torch.Tensor, mode: str = "whole", crop: i
 
     ``mode``: ``"whole"`` or ``"slide"`` (needs ``crop``; ``stride`` defaults to 2/3 of it). ``scales``: e.g. the
     paper's ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)``. ``flip``: also run the mirrored image and mirror the result back.
+    Everything runs on the model's device; the probabilities come back on the device of ``images``.
     """
     if mode not in ("whole", "slide"):
         raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
@@ -103,6 +120,7 @@ def predict(model: nn.Module, images: torch.Tensor, mode: str = "whole", crop: i
     stride = stride or (2 * crop // 3 if crop else None)
     H, W = images.shape[-2:]
     out_size = tuple(out_size or (H, W))
+    home, images = images.device, images.to(model_device(model))  # resize and average where the model is
     probs = None
     views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
     for scale, flipped in views:
@@ -115,13 +133,13 @@ def predict(model: nn.Module, images: torch.Tensor, mode: str = "whole", crop: i
             logits = F.interpolate(logits.float(), size=out_size, mode="bilinear", align_corners=False)
         p = logits.float().softmax(dim=1)
         probs = p if probs is None else probs + p
-    return probs / len(views)
+    return (probs / len(views)).to(home)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", crop: int | None = None,
              stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1,
-             device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None, rank: int = 0,
+             device: str | torch.device | None = None, amp_dtype: torch.dtype | None = None, rank: int = 0,
              world_size: int = 1, progress: bool = False, min_size: int | None = None,
              class_names: Sequence[str] | None = None) -> dict:
     """Run ``predict`` over ``dataset`` (items ``(image (3, H, W), label (H', W'))``) and return the metric.
@@ -129,13 +147,14 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
     Returns ``SegmentationMetric.compute``'s dict (``mIoU``, ``mAcc``, ``aAcc``, ``IoU``, ``Acc``) plus
     ``"report"``, the per-class table of ``SegmentationMetric.report``. Under DDP each
     rank takes every ``world_size``-th image and the confusion matrices are summed across ranks, so every rank
-    returns the dataset-level result. Images of different sizes need ``batch_size=1``.
+    returns the dataset-level result. Images of different sizes need ``batch_size=1``. ``device``: where images,
+    labels and the metric live (default: the model's device); ``amp_dtype``: autocast on the model's device.
     """
     from tqdm.auto import tqdm
 
     from .metrics import SegmentationMetric
 
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     metric = SegmentationMetric(num_classes, ignore_index=IGNORE_INDEX, class_names=class_names, device=device)
@@ -144,7 +163,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
         items = [dataset[j] for j in indices[i:i + batch_size]]
         images = torch.stack([im for im, _ in items]).to(device)
         labels = torch.stack([lb for _, lb in items]).to(device)
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        with torch.autocast(model_device(model).type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
             probs = predict(model, images, mode, crop, stride, scales, flip, min_size, out_size=labels.shape[-2:])
         metric.update(probs.argmax(dim=1), labels)
     metric.all_reduce()  # sum the confusion matrices of all ranks (no-op in one process)

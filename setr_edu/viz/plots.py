@@ -4,6 +4,9 @@
     >>> fig = plots.plot_training_curves({"SETR": "runs/synthetic_cpu", "CNN": "runs/synthetic_cpu_cnn"})  # doctest: +SKIP
     >>> fig = plots.plot_segmentation_grid(images, labels, preds, palette=ds.palette, class_names=ds.class_names)  # doctest: +SKIP
 
+Tensors may live on any device (a GPU, in bfloat16): every helper copies what it draws to the CPU as numpy
+arrays first, so results of a model on a GPU can be passed as they are.
+
 ``log.jsonl`` (written by ``setr_edu.engine.trainer.Trainer``) holds one JSON object per line: training lines
 have ``iter``, ``loss``, ``loss_main``, ``loss_aux*``, ``lr`` ...; validation lines have ``iter`` and ``val_mIoU``,
 ``val_mAcc``, ``val_aAcc``, ``val_IoU``.
@@ -62,11 +65,19 @@ def plot_training_curves(runs: str | Path | Mapping[str, str | Path], loss_keys:
     return fig
 
 
+def _numpy(x) -> np.ndarray:
+    """A tensor on any device, of any dtype (bf16 included), or an array-like -> a numpy array on the CPU."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        return (x.float() if x.is_floating_point() else x).numpy()
+    return np.asarray(x)
+
+
 def to_rgb(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """An image for display: ``uint8 (H, W, 3)``. Accepts a normalised float tensor ``(3, H, W)`` (undoes the
     ImageNet normalisation) or an ``(H, W, 3)`` uint8 array."""
     if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().float().numpy()
+        image = _numpy(image).astype(np.float32)
         if image.ndim == 3 and image.shape[0] == 3:  # (3, H, W) normalised -> (H, W, 3) in 0..255
             image = image.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
     image = np.asarray(image)
@@ -77,7 +88,7 @@ def colour_labels(label, palette: np.ndarray) -> np.ndarray:
     """``(H, W)`` labels -> ``uint8 (H, W, 3)`` with ``palette``; 255 (ignore) is drawn white."""
     from ..engine.inference import colorize
 
-    return colorize(label, palette, ignore_colour=(255, 255, 255))
+    return colorize(_numpy(label), palette, ignore_colour=(255, 255, 255))
 
 
 def plot_segmentation_grid(images, labels=None, preds=None, palette: np.ndarray | None = None,
@@ -100,7 +111,7 @@ def plot_segmentation_grid(images, labels=None, preds=None, palette: np.ndarray 
     if palette is None:
         from .palette import generic_palette
 
-        k = int(max(int(np.asarray(c[i]).max()) if c is not images else 0 for _, c in columns for i in range(n))) + 1
+        k = int(max(int(_numpy(c[i]).max()) if c is not images else 0 for _, c in columns for i in range(n))) + 1
         palette = generic_palette(max(k, 2))
     fig, axes = plt.subplots(n, len(columns), figsize=(cell * len(columns), cell * n), squeeze=False)
     for row in range(n):
