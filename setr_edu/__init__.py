@@ -1,6 +1,6 @@
 """setr_edu: SETR (Zheng et al., CVPR 2021) from scratch, the library behind the setr-edu book.
 
-Public API (GUIDE §2); keep this a list of names.
+Public API (documented in the book's API page, book/api.md); keep this a list of names.
 """
 from .config import ENCODER_PRESETS, DecoderConfig, EncoderConfig, encoder_config
 from .model import (

@@ -1,4 +1,4 @@
-"""Command line: ``python -m setr_edu train|eval|predict|recipes|bench|grade`` (GUIDE §2).
+"""Command line: ``python -m setr_edu train|eval|predict|recipes|bench|grade``.
 
     python -m setr_edu train --config synthetic_cpu                   # a few minutes on a laptop CPU
     python -m setr_edu train --config ade20k_pup --data-root data/ade20k grad_accum_steps=8 amp=bf16

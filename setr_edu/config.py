@@ -49,7 +49,8 @@ ENCODER_PRESETS: dict[str, EncoderConfig] = {
     "large": EncoderConfig(embed_dim=1024, depth=24, num_heads=16),
 }
 
-# Official-code taps for the two paper encoders (1-based Z indices; see setr-spec §2).
+# Official-code taps for the two paper encoders (1-based Z indices; paper §3.3 and fudan-zvg/SETR
+# configs/SETR/*.py: ``in_index`` of decode/auxiliary heads, ``mla_index`` of the MLA backbone).
 # T-Base values come from the official Base/DeiT configs (in_index 11; aux 2,5,8 / 4,7,9,11).
 _OFFICIAL_TAPS = {
     ("naive", 24): dict(main_tap=24, aux_taps=(10, 15, 20)),

@@ -1,4 +1,4 @@
-"""Run profiles: one notebook, three scales (GUIDE §4).
+"""Run profiles: one notebook, three scales.
 
 ``SETR_EDU_PROFILE`` = ``ci`` | ``cpu`` | ``gpu`` (default: ``gpu`` when CUDA is available, else ``cpu``).
 A profile only changes *scale*: image size, model size, iterations, dataset size. It never changes code paths.

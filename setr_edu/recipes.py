@@ -4,8 +4,8 @@
     >>> r.crop_size, r.batch_size, r.lr, r.head_lr_mult, r.max_iters, r.amp
     (512, 16, 0.001, 10.0, 1000, 'bf16')
 
-The paper's recipes (spec §4.2) follow the **official configs** where they differ from the paper's text; each such
-recipe says so in ``notes``. ``batch_size`` is always the *global* batch (the paper's 16 or 8): a run splits it as
+The paper's recipes (paper §4 "Implementation details") follow the **official configs** (``configs/SETR/*.py``
+of github.com/fudan-zvg/SETR) where they differ from the paper's text; each such recipe says so in ``notes``. ``batch_size`` is always the *global* batch (the paper's 16 or 8): a run splits it as
 ``batch_size = world_size x grad_accum_steps x per-device batch``, so one 16 GB GPU trains the paper's recipe with
 ``grad_accum_steps=8`` (and ``grad_checkpointing=true amp=bf16``) and sees the same batches as 8 V100s.
 
@@ -57,7 +57,7 @@ class Recipe:
     aux: bool = True  # auxiliary heads (paper: always on during training)
     pretrained: str = ""  # "" (from scratch) | "paper" (download the paper's ImageNet-21k ViT) | path to a .pth
     cnn_width: int = 176  # model=cnn only (176: about the size of synthetic_cpu's SETR)
-    # --- optimisation (spec §4) -------------------------------------------------------------------------------
+    # --- optimisation (paper §4; fudan-zvg/SETR configs/SETR/*.py) -----------------------------------------------
     optimizer: str = "sgd"  # sgd (the paper's, for fine-tuning) | adamw (training from scratch: the synthetic task)
     lr: float = 0.001  # base (encoder) learning rate; heads get lr * head_lr_mult
     head_lr_mult: float = 10.0
@@ -79,6 +79,7 @@ class Recipe:
     slide_stride: int = 0  # 0: 2/3 of the crop, as in the paper's configs
     # --- bookkeeping ------------------------------------------------------------------------------------------
     checkpoint_every: int = 1000
+    checkpoint_minutes: float = 10.0  # also write last.pt when this much wall time passed since the last one (0: off)
     log_every: int = 50
     seed: int = 0
     num_workers: int = 0
@@ -94,6 +95,8 @@ class Recipe:
                     "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"recipe key {key} must be >= 1, got {getattr(self, key)}")
+        if self.checkpoint_minutes < 0:
+            raise ValueError(f"recipe key checkpoint_minutes must be >= 0 (0: off), got {self.checkpoint_minutes}")
         if self.lr <= 0 or self.min_lr < 0:
             raise ValueError(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
         return self
@@ -180,6 +183,23 @@ def _example(hint) -> str:
         typing.get_origin(hint) or hint, "512,512")
 
 
+def _check_entry(key: str, sub: str, value) -> None:
+    """``encoder_overrides.depth=abc``: refuse an unknown entry or a value of the wrong type, naming the key."""
+    if key != "encoder_overrides":
+        return
+    from .config import EncoderConfig
+
+    hints = typing.get_type_hints(EncoderConfig)
+    if sub not in hints:
+        raise KeyError(f"recipe key {key}.{sub} does not exist; {key} takes {', '.join(hints)}")
+    want = hints[sub]
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool)) or (
+        want is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise TypeError(f"recipe key {key}.{sub} expects {want.__name__}, got {value!r}; e.g. {key}.{sub}="
+                        f"{_example(want)}")
+
+
 def apply_overrides(recipe: Recipe, overrides: typing.Iterable[str]) -> Recipe:
     """Apply ``["lr=0.01", "max_iters=2k", "encoder_overrides.depth=6", "synthetic.num_keys=3"]`` to ``recipe``.
 
@@ -201,6 +221,7 @@ def apply_overrides(recipe: Recipe, overrides: typing.Iterable[str]) -> Recipe:
                 parsed = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 parsed = value
+            _check_entry(key, sub, parsed)
             updates[key] = {**updates.get(key, getattr(recipe, key)), sub: parsed}
         else:
             _check_key(key)
@@ -210,12 +231,13 @@ def apply_overrides(recipe: Recipe, overrides: typing.Iterable[str]) -> Recipe:
 
 # --- named recipes ----------------------------------------------------------------------------------------------
 def synthetic_recipe(profile: Profile | str, name: str | None = None, **kw) -> Recipe:
-    """A recipe for the synthetic context task at a run profile's scale (GUIDE §4)."""
+    """A recipe for the synthetic context task at a run profile's scale (``setr_edu.profile``)."""
     P = PROFILES[profile] if isinstance(profile, str) else profile
     base = dict(name=name or f"synthetic_{P.name}", dataset="synthetic", crop_size=P.img_size, num_train=P.num_train,
                 num_val=P.num_val, encoder=P.encoder, encoder_overrides=dict(P.encoder_overrides), decoder="naive",
                 decoder_channels=P.decoder_channels, batch_size=P.batch_size, max_iters=P.train_iters,
-                eval_every=P.eval_every, checkpoint_every=P.train_iters, log_every=10, optimizer="adamw", lr=1e-3,
+                eval_every=P.eval_every, checkpoint_every=P.train_iters, checkpoint_minutes=2.0, log_every=10,
+                optimizer="adamw", lr=1e-3,
                 head_lr_mult=1.0, weight_decay=0.01, warmup_iters=max(1, P.train_iters // 10), warmup_ratio=0.04,
                 min_lr=0.0,
                 notes="the synthetic context task (setr_edu.data.SyntheticContextDataset) from scratch. Unlike the "
@@ -225,7 +247,8 @@ def synthetic_recipe(profile: Profile | str, name: str | None = None, **kw) -> R
     return Recipe(**base).validate()
 
 
-# (num_classes, crop, slide stride, train/test scale, batch, eval interval) per dataset: spec §4.2.
+# (num_classes, crop, slide stride, train/test scale, batch, eval interval) per dataset: paper §4 and
+# fudan-zvg/SETR configs/_base_/datasets/*.py (img_scale, crop_size) + configs/SETR/*.py (test_cfg slide stride).
 _DATA = dict(
     ade20k=dict(num_classes=150, crop_size=512, slide_stride=341, train_scale=(2048, 512), test_scale=(2048, 512),
                 batch_size=16, eval_every=16_000),
@@ -238,19 +261,21 @@ _PAPER_LR = dict(ade20k=0.001, cityscapes=0.01, pascal_context=0.001)
 
 
 def _official_lr(dataset: str, decoder: str) -> tuple[float, str]:
-    """Base LR of the official configs (spec §4.2 table) and a note when it differs from the paper's text."""
+    """Base LR of the official configs (``optimizer.lr`` in fudan-zvg/SETR ``configs/SETR/*.py``) and a note
+    when it differs from the paper's text."""
     if dataset == "cityscapes" and decoder == "mla":
         return 0.002, "official config lr 0.002 for Cityscapes MLA; the paper's text says 0.01"
     if dataset == "ade20k" and decoder == "naive":
         return 0.01, "official config lr 0.01 for ADE20K Naive; the paper's text says 0.001"
     if dataset == "pascal_context" and decoder == "naive":
-        return 0.01, ("official config lr 0.01 for Pascal Context Naive (the paper's text says 0.001); its batch "
-                      "of 16 assumes 4 GPUs x 4 (UNVERIFIED in the spec)")
+        return 0.01, ("official config lr 0.01 for Pascal Context Naive (the paper's text says 0.001); its config "
+                      "does not set samples_per_gpu, so the dataset default of 4 per GPU applies: the name's batch "
+                      "of 16 implies 4 GPUs x 4 (not stated in the repository; unverified)")
     return _PAPER_LR[dataset], "official config and paper agree"
 
 
 def paper_recipe(dataset: str, decoder: str, encoder: str = "large", iters: int | None = None, batch_size: int | None = None) -> Recipe:
-    """The paper's recipe for ``dataset`` x ``decoder`` x ``encoder`` (spec §4)."""
+    """The paper's recipe for ``dataset`` x ``decoder`` x ``encoder`` (paper §4, official configs)."""
     d = dict(_DATA[dataset])
     lr, note = _official_lr(dataset, decoder)
     iters = iters or dict(ade20k=160_000, cityscapes=80_000, pascal_context=80_000)[dataset]

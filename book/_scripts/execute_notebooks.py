@@ -2,7 +2,7 @@
 
 Usage: ``python book/_scripts/execute_notebooks.py book/ch01_images_as_sequences.ipynb [...] [--profile cpu]``.
 The notebook is first synced (badge + setup cell), then run top to bottom with nbclient from the notebook's own
-folder, and written back with its outputs. Commit notebooks executed this way (GUIDE §5).
+folder, and written back with its outputs. Commit notebooks executed this way: the book is built from these stored outputs.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write the Colab badge and the setup cell of every book notebook from ``_config.yml`` (GUIDE §5).
+"""Write the Colab badge and the setup cell of every book notebook from ``_config.yml``.
 
 The repository address lives once, in ``_config.yml`` (``repository.url`` and ``repository.branch``). This script
 rewrites, in each notebook under ``book/``:

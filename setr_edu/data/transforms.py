@@ -1,4 +1,4 @@
-"""Joint image/mask transforms of the paper's recipe (paper §4 "Implementation details"; spec §4.2).
+"""Joint image/mask transforms of the paper's recipe (paper §4 "Implementation details"; fudan-zvg/SETR ``configs/_base_/datasets/*.py``).
 
 Training, in the official order (fudan-zvg/SETR = mmsegmentation 0.x configs):
 
@@ -234,7 +234,7 @@ def _as_numpy(image, label):
 
 def train_pipeline(crop: int | tuple[int, int], img_scale: tuple[int, int], ratio_range=(0.5, 2.0),
                    cat_max_ratio: float = 0.75, flip_prob: float = 0.5, photometric: bool = True) -> Compose:
-    """The paper's training augmentation (spec §4.2), e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K."""
+    """The paper's training augmentation (paper §4; official ``train_pipeline``), e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K."""
     steps = [RandomResize(img_scale, ratio_range), RandomCrop(crop, cat_max_ratio), RandomFlip(flip_prob)]
     steps += [PhotoMetricDistortion()] if photometric else []
     return Compose(steps + [Normalize(), Pad(crop), ToTensor()])

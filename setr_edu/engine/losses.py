@@ -1,4 +1,4 @@
-"""The training loss of SETR (paper §3.3 and §4; spec §2.5).
+"""The training loss of SETR (paper §3.3 and §4; fudan-zvg/SETR ``mmseg/models/losses/cross_entropy_loss.py``).
 
 Pixel-wise cross-entropy with ignore index 255 on the main head, plus ``0.4 x`` the same loss on every
 auxiliary head, summed. Logits are bilinearly resized (``align_corners=False``) to the label size first.

@@ -1,4 +1,4 @@
-"""The paper's optimiser and learning-rate schedule (paper §4 "Implementation details"; spec §4.2).
+"""The paper's optimiser and learning-rate schedule (paper §4 "Implementation details"; fudan-zvg/SETR ``configs/SETR/*.py``: ``optimizer``, ``lr_config``).
 
 (AdamW is offered too, for training a ViT from scratch, which SGD does badly; see ``build_optimizer``.)
 

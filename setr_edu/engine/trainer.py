@@ -1,4 +1,4 @@
-"""The training loop: iteration-based SGD with the paper's recipe, exact resume, DDP-ready (paper §4; spec §4).
+"""The training loop: iteration-based SGD with the paper's recipe, exact resume, DDP-ready (paper §4).
 
     >>> from setr_edu.recipes import get_recipe
     >>> trainer = Trainer(get_recipe("synthetic_ci"), work_dir="runs/demo", overwrite=True, progress=False, log=None)
@@ -25,6 +25,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
+import signal
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,16 +36,48 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.datasets import BadFileError
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained
-from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (check_compatible, checkpoint_bytes, load_checkpoint, remove_stale_temps, rng_state,
+                         save_checkpoint, set_rng_state)
 from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
 from .inference import evaluate
 from .losses import SETRLoss
 from .optim import PolySchedule, build_optimizer
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C / a notebook's interrupt; kill, Colab or Slurm shutting down
+
+
+class TrainingError(RuntimeError):
+    """A run that stopped for a reason the user can fix (files, disk, validation); says what and how to resume."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped ``fit``; ``signal`` is the signal's number and the message says how to resume."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signal = signum
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have before any work starts (one message that says what to use)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ValueError(f"device=cuda but PyTorch sees no CUDA GPU (torch {torch.__version__}, {build}); use "
+                         f"device=cpu or device=auto (on Colab: Runtime > Change runtime type > GPU)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device=mps but this PyTorch has no MPS (Apple GPU) backend; use device=cpu or device=auto")
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C / SIGTERM to the main process, which saves a checkpoint and then stops them
+    (a terminal's Ctrl-C reaches every process of the group)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 class InfiniteBatchSampler(Sampler):
@@ -123,10 +158,16 @@ class Trainer:
                  overwrite: bool = False, model: torch.nn.Module | None = None, datasets: tuple | None = None,
                  env: DistEnv | None = None, progress: bool = True, log=print):
         self.recipe = r = recipe.validate()
+        if env is None:
+            check_device(r.device)
         self.env = env or init_distributed(r.device)
         self.device, self.progress = self.env.device, progress and self.env.is_main
         self._print = (log if self.env.is_main else None) or (lambda *a, **k: None)
         self.work_dir = Path(work_dir or Path("runs") / r.name)
+        self.resume_hint = f"Trainer(recipe, work_dir={str(self.work_dir)!r}, resume=True).fit()"  # the CLI's: a command
+        self._stop_signal, self._saved_iter, self._last_save = None, None, time.monotonic()
+        if self.env.is_main:
+            self._check_work_dir()
         self.amp_dtype = AMP_DTYPES[r.amp]
         if r.amp == "fp16" and self.device.type != "cuda":
             raise ValueError(f"amp=fp16 needs a CUDA GPU (device is {self.device}); use amp=bf16 or amp=none")
@@ -137,6 +178,7 @@ class Trainer:
         self.micro_batch = r.batch_size // per_step
 
         self.train_set, self.val_set = datasets or build_datasets(r)
+        self._check_data()
         self.info = dataset_info(self.train_set)
         self.num_classes = r.num_classes or self.info["num_classes"]
         if not self.num_classes:
@@ -155,6 +197,8 @@ class Trainer:
             raise FileExistsError(f"{self.work_dir} already holds a checkpoint (last.pt); pass resume=True "
                                   f"(--resume) to continue it, overwrite=True (--overwrite) to start again, or "
                                   f"use another work_dir (--work-dir)")
+        if self.env.is_main:
+            self._check_disk_space()
         if state is None and self.env.is_main:
             load_pretrained(self.model, r, self._print)  # DDP broadcasts rank 0's weights to the others
             (self.work_dir / "log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
@@ -172,6 +216,46 @@ class Trainer:
             self._restore(state, ckpt_path)
         self.ddp_model = wrap_model(self.model, self.env)
 
+    # --- checks before the first iteration ---------------------------------------------------------------------
+    def _check_work_dir(self) -> None:
+        """The work dir can be created and written (found now, not after ``log_every`` iterations); temporary
+        checkpoints that a killed save left there are removed."""
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.work_dir / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise TrainingError(f"cannot write to the work dir {self.work_dir} ({e.strerror or e}); pass a folder "
+                                f"you can write to with --work-dir (work_dir=)") from None
+        files, size = remove_stale_temps(self.work_dir / "last.pt")
+        if files:
+            self._print(f"removed {files} temporary checkpoint file(s) ({size / 2 ** 20:.1f} MiB) left in "
+                        f"{self.work_dir} by a save that was killed")
+
+    def _check_disk_space(self) -> None:
+        """Enough free space for one more checkpoint: a save writes the new file before it replaces the old one."""
+        need = checkpoint_bytes(self.model, self.recipe.optimizer)
+        free = shutil.disk_usage(self.work_dir).free
+        if free < 1.1 * need + 2 ** 20:
+            raise TrainingError(f"the disk of {self.work_dir} has {free / 2 ** 30:.2f} GiB free but a checkpoint of "
+                                f"this model takes about {need / 2 ** 30:.2f} GiB (plus 10% headroom); free some space "
+                                f"or pass --work-dir (work_dir=) on a bigger disk")
+
+    def _check_data(self) -> None:
+        """Every file of both splits, before the first iteration: one message naming every bad file."""
+        t, bad, pairs = time.perf_counter(), [], 0
+        for split, ds in (("train", self.train_set), ("val", self.val_set)):
+            if hasattr(ds, "bad_files"):  # datasets of image/label files (the synthetic task has none)
+                bad += [f"[{split}] {p}" for p in ds.bad_files()]
+                pairs += len(ds)
+        if pairs:
+            self._print(f"checked {pairs} image/label pairs in {time.perf_counter() - t:.1f} s")
+        if bad:
+            shown = bad if len(bad) <= 30 else bad[:30] + [f"... and {len(bad) - 30} more"]
+            raise BadFileError(f"{len(bad)} bad file(s) in the dataset; nothing was trained:\n  " + "\n  ".join(shown)
+                               + "\nFix or remove them (an image together with its label) and run again.")
+
     # --- state ------------------------------------------------------------------------------------------------
     def _restore(self, state: dict, path: Path) -> None:
         self.model.load_state_dict(state["model"])
@@ -188,8 +272,23 @@ class Trainer:
         if self.env.is_main:  # drop log lines written after the checkpoint (they will be written again)
             log = self.work_dir / "log.jsonl"
             if log.exists():
-                keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["iter"] <= self.iter]
+                keep = [ln for ln, rec in self._read_log(log) if rec.get("iter", 0) <= self.iter]
                 log.write_text("".join(ln + "\n" for ln in keep))
+
+    def _read_log(self, log: Path) -> list[tuple[str, dict]]:
+        """``(line, record)`` pairs of ``log.jsonl``; a torn last line (the process was killed while writing it)
+        is dropped with a message, a broken line elsewhere is refused naming the file and the line."""
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        out = []
+        for i, ln in enumerate(lines):
+            try:
+                out.append((ln, json.loads(ln)))
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise TrainingError(f"{log} line {i + 1} is not JSON ({ln[:60]!r}); delete that line and "
+                                        f"resume again") from None
+                self._print(f"{log}: dropped its torn last line {ln[:40]!r} (the run was killed while writing it)")
+        return out
 
     def state_dict(self) -> dict:
         """Everything ``fit`` needs to continue exactly (see ``engine/checkpoint.py``)."""
@@ -203,9 +302,9 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Write ``work_dir/last.pt`` atomically (rank 0 only)."""
-        if not self.env.is_main:
-            return None
-        return save_checkpoint(self.work_dir / "last.pt", self.state_dict())
+        path = save_checkpoint(self.work_dir / "last.pt", self.state_dict()) if self.env.is_main else None
+        self._saved_iter, self._last_save = self.iter, time.monotonic()
+        return path
 
     def write_log(self, record: dict) -> None:
         if self.env.is_main:
@@ -221,6 +320,7 @@ class Trainer:
                                        self.env.world_size, start=self.iter * r.batch_size)
         return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler, num_workers=r.num_workers,
                           pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(r.seed),
+                          worker_init_fn=_ignore_stop_signals,
                           persistent_workers=r.num_workers > 0)
 
     def _autocast(self):
@@ -296,25 +396,34 @@ class Trainer:
         batches = iter(self.loader()) if self.iter < end else None
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
-        while self.iter < end:
-            t = time.perf_counter()
-            stats = self.train_step(batches)
-            self.elapsed += time.perf_counter() - t
-            for k, v in stats.items():
-                window[k] += v
-            n += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}")
-            if self.iter % r.log_every == 0 or self.iter == end:
-                self._log_window(window, n, time.perf_counter() - t_log)
-                window, n, t_log = defaultdict(float), 0, time.perf_counter()
-            if self.iter % r.eval_every == 0 or self.iter == r.max_iters:
-                self.validate()
-            if self.iter % r.checkpoint_every == 0 or self.iter == end:
-                self.save()
-        bar.close()
-        if self.iter >= r.max_iters and self.last_val is None:
-            self.validate()
+        self._last_save = time.monotonic()
+        with self._stop_on_signals():
+            while self.iter < end:
+                t = time.perf_counter()
+                stats = self.train_step(batches)
+                self.elapsed += time.perf_counter() - t
+                for k, v in stats.items():
+                    window[k] += v
+                n += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}")
+                if self.iter % r.log_every == 0 or self.iter == end:
+                    self._log_window(window, n, time.perf_counter() - t_log)
+                    window, n, t_log = defaultdict(float), 0, time.perf_counter()
+                self._stop_if_signalled()
+                evaluate_now = self.iter % r.eval_every == 0 or self.iter == r.max_iters
+                minutes = (time.monotonic() - self._last_save) / 60
+                if (evaluate_now or self.iter % r.checkpoint_every == 0 or self.iter == end
+                        or 0 < r.checkpoint_minutes <= minutes):
+                    self.save()  # before validating: a validation that fails loses nothing
+                if evaluate_now:
+                    self._validate_keeping_checkpoint()
+                    if self.iter == end:
+                        self.save()  # the final checkpoint carries the metrics
+                    self._stop_if_signalled()
+            bar.close()
+            if self.iter >= r.max_iters and self.last_val is None:
+                self._validate_keeping_checkpoint()
         return dict(iter=self.iter, train_time_s=round(self.elapsed, 1), work_dir=str(self.work_dir),
                     **{k: v for k, v in (self.last_val or {}).items() if k != "IoU"})
 
