@@ -1,5 +1,7 @@
 """setr_edu.viz.widgets: the attention explorer of chapter 14 (row indexing, prefix tokens, drawing, widget wiring)."""
 import io
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -60,14 +62,35 @@ def test_errors_name_the_problem():
         AttentionExplorer(one_hot_attention((2, 2), 0, (0, 0)), np.zeros((8, 8, 3), np.float32), (2, 2))
 
 
-def test_static_widget_is_wired_in_the_browser():
+@pytest.fixture(params=["ipywidgets", "ipywidgets 7 (no Stack)"])
+def widgets_api(request, monkeypatch):
+    """The installed ipywidgets, and the same module without ``Stack`` as in ipywidgets 7 (Colab ships 7.7)."""
     ipywidgets = pytest.importorskip("ipywidgets")
+    if request.param != "ipywidgets":
+        fake = types.ModuleType("ipywidgets")
+        fake.__dict__.update({k: v for k, v in vars(ipywidgets).items() if k not in ("Stack", "__name__")})
+        monkeypatch.setitem(sys.modules, "ipywidgets", fake)
+        return fake
+    return ipywidgets
+
+
+def is_stack(w, W) -> bool:
+    if hasattr(W, "Stack"):
+        return isinstance(w, W.Stack)
+    return isinstance(w, W.Tab) and "setr-stack" in w._dom_classes and w.selected_index == 0
+
+
+def test_static_widget_is_wired_in_the_browser(widgets_api):
+    ipywidgets = widgets_api
     grid, layers, heads = (2, 2), 2, 3
     ex = AttentionExplorer(one_hot_attention(grid, 0, (1, 1), layers, heads), np.zeros((8, 8, 3), np.uint8), grid)
     queries = [(0, 0), (1, 0)]
     box = ex.static_widget(queries)
-    layer_sel, head_sel, query_sel, view = box.children[:4]
-    assert isinstance(view, ipywidgets.Stack) and len(view.children) == layers
+    layer_sel, head_sel, query_sel, view, note = box.children
+    assert is_stack(view, ipywidgets) and len(view.children) == layers
+    assert all(is_stack(s, ipywidgets) for s in view.children)
+    assert all(is_stack(q, ipywidgets) for s in view.children for q in s.children)
+    assert ("<style>" in note.value) == (not hasattr(ipywidgets, "Stack"))  # the Tab bars are hidden
     assert all(len(s.children) == heads + 1 for s in view.children)  # heads + "mean of heads"
     images = [img for s in view.children for q in s.children for img in q.children]
     assert len(images) == layers * (heads + 1) * len(queries)

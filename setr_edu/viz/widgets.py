@@ -9,6 +9,7 @@ Row ``q`` of one head, folded back onto the ``h x w`` patch grid, is a picture: 
   Python, into nested ``ipywidgets.Stack`` containers; the layer/head/query selectors are ``jslink``-ed to the
   stacks' ``selected_index``. The switching happens in the browser, so the widget keeps working in the static
   HTML book, where no Python kernel runs (the widget state, images included, is saved in the notebook).
+  ipywidgets 7 (what Colab ships) has no ``Stack``: there each stack is a ``Tab`` whose tab bar is hidden.
 * :meth:`AttentionExplorer.live_widget`: any query patch (row/column sliders). A Python callback redraws an
   ``ipywidgets.Image``, so it needs a running kernel (Jupyter, Colab); the static book shows its initial state.
 
@@ -124,16 +125,17 @@ class AttentionExplorer:
             for _, head in self.head_options():
                 images = [W.Image(value=encode_image(self.overlay(layer, head, q), fmt), format=fmt, layout=layout)
                           for q in queries]
-                stack = W.Stack(images, selected_index=0)
+                stack = make_stack(W, images, names)
                 links.append(W.jslink((query_sel, "index"), (stack, "selected_index")))  # browser-side: no kernel
                 heads.append(stack)
-            stack = W.Stack(heads, selected_index=0)
+            stack = make_stack(W, heads, head_sel.options)
             links.append(W.jslink((head_sel, "index"), (stack, "selected_index")))
             layers.append(stack)
-        view = W.Stack(layers, selected_index=0)
+        view = make_stack(W, layers, layer_sel.options)
         links.append(W.jslink((layer_sel, "index"), (view, "selected_index")))
         note = W.HTML("<small>cyan box: the query patch; colour: its attention weights (bright = high, each map "
-                      "scaled to its maximum). Runs in the browser: works without a kernel.</small>")
+                      "scaled to its maximum). Runs in the browser: works without a kernel.</small>"
+                      + ("" if hasattr(W, "Stack") else STACK_CSS))
         box = W.VBox([layer_sel, head_sel, query_sel, view, note])
         box.links = links  # the jslink widgets (saved with the widget state; kept here for inspection)
         return box
@@ -159,6 +161,26 @@ class AttentionExplorer:
         note = W.HTML("<small>Move the sliders in a running notebook (Jupyter or Colab); the static HTML book "
                       "has no Python kernel and shows only this first picture.</small>")
         return W.HBox([W.VBox([layer_sel, head_sel, row_sel, col_sel, note]), image])
+
+
+# ipywidgets 7 draws a Tab's bar with lumino (``lm-``) or phosphor (``p-``) classes, depending on the release.
+STACK_CSS = ("<style>.setr-stack > .lm-TabBar, .setr-stack > .p-TabBar, .setr-stack > .widget-tab-bar "
+             "{display: none !important}</style>")
+
+
+def make_stack(W, children: list, titles: Sequence[str]):
+    """A container that shows one child, chosen by its ``selected_index`` (0 at first).
+
+    ``ipywidgets.Stack`` where it exists (ipywidgets >= 8). ipywidgets 7 (Colab's) has no Stack: there a ``Tab``
+    with the same trait does it, its tab bar hidden by :data:`STACK_CSS` (titled, in case a page drops the CSS)."""
+    if hasattr(W, "Stack"):
+        return W.Stack(children, selected_index=0)
+    tab = W.Tab(children)
+    for i, title in enumerate(titles):
+        tab.set_title(i, str(title))
+    tab.selected_index = 0
+    tab.add_class("setr-stack")
+    return tab
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 85) -> bytes:
