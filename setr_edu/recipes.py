@@ -26,7 +26,7 @@ from .profile import PROFILES, Profile
 
 DATASETS = ("synthetic", "ade20k", "cityscapes", "pascal_context", "folder")
 CHOICES = dict(dataset=DATASETS, model=("setr", "cnn"), decoder=("naive", "pup", "mla"),
-               encoder=("tiny", "small", "base", "large"), optimizer=("sgd", "adamw"), amp=("none", "bf16", "fp16"), eval_mode=("whole", "slide"),
+               encoder=("tiny", "small", "base", "large"), optimizer=("sgd", "adamw"), amp=("auto", "none", "bf16", "fp16"), eval_mode=("whole", "slide"),
                device=("auto", "cpu", "cuda", "mps"))
 
 
@@ -71,7 +71,7 @@ class Recipe:
     batch_size: int = 16  # GLOBAL batch = world_size * grad_accum_steps * per-device batch
     grad_accum_steps: int = 1
     aux_weight: float = 0.4
-    amp: str = "none"  # none | bf16 (CPU and CUDA) | fp16 (CUDA, with a GradScaler)
+    amp: str = "none"  # auto (bf16 on GPUs >= sm80, fp16 on older, none on CPU) | none | bf16 | fp16 (+ GradScaler)
     grad_checkpointing: bool = False  # recompute encoder blocks in backward (T-Large on a 16 GB GPU)
     # --- evaluation -------------------------------------------------------------------------------------------
     eval_every: int = 16_000
@@ -285,7 +285,7 @@ def paper_recipe(dataset: str, decoder: str, encoder: str = "large", iters: int 
     name += f"_{iters // 1000}k" if dataset == "cityscapes" else ""
     name += "_bs8" if batch_size == 8 and dataset != "cityscapes" else ""
     return Recipe(name=name, notes=note, dataset=dataset, decoder=decoder, encoder=encoder, pretrained="paper",
-                  lr=lr, max_iters=iters, eval_mode="slide", data_root=f"data/{dataset}", **d).validate()
+                  lr=lr, max_iters=iters, eval_mode="slide", amp="auto", data_root=f"data/{dataset}", **d).validate()
 
 
 def _named() -> dict[str, typing.Callable[[], Recipe]]:

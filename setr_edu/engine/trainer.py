@@ -46,6 +46,7 @@ from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_b
 from .inference import evaluate
 from .losses import SETRLoss
 from .optim import PolySchedule, build_optimizer
+from ..perf.fastpaths import resolve_amp
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C / a notebook's interrupt; kill, Colab or Slurm shutting down
@@ -165,12 +166,14 @@ class Trainer:
         self._print = (log if self.env.is_main else None) or (lambda *a, **k: None)
         self.work_dir = Path(work_dir or Path("runs") / r.name)
         self.resume_hint = f"Trainer(recipe, work_dir={str(self.work_dir)!r}, resume=True).fit()"  # the CLI's: a command
-        self._stop_signal, self._saved_iter, self._last_save = None, None, time.monotonic()
+        self._stop_signal, self._saved_iter, self._last_save, self._validating = None, None, time.monotonic(), False
         if self.env.is_main:
             self._check_work_dir()
-        self.amp_dtype = AMP_DTYPES[r.amp]
-        if r.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError(f"amp=fp16 needs a CUDA GPU (device is {self.device}); use amp=bf16 or amp=none")
+        # amp=auto: bf16 on GPUs of compute capability >= 8.0, fp16 + GradScaler on older ones (T4, V100), none on CPU
+        self.amp = resolve_amp(r.amp, self.device)
+        self.amp_dtype = AMP_DTYPES[self.amp or "none"]
+        if self.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"amp=fp16 needs a CUDA GPU (device is {self.device}); use amp=auto, amp=bf16 or amp=none")
         per_step = self.env.world_size * r.grad_accum_steps
         if r.batch_size % per_step:
             raise ValueError(f"batch_size={r.batch_size} (the global batch) must be divisible by world_size "
@@ -209,7 +212,7 @@ class Trainer:
         self.model = convert_sync_bn(self.model, self.env)
         self.optimizer = build_optimizer(self.model, r.lr, r.momentum, r.weight_decay, r.head_lr_mult, name=r.optimizer)
         self.schedule = PolySchedule(self.optimizer, r.max_iters, r.power, r.min_lr, r.warmup_iters, r.warmup_ratio)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=r.amp == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")  # fp16's small range needs it
         self.criterion = SETRLoss(aux_weight=r.aux_weight)  # CE (ignore 255, official averaging) + 0.4 x aux
         self.iter, self.elapsed, self.last_val = 0, 0.0, None
         if state is not None:
@@ -263,6 +266,7 @@ class Trainer:
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.iter, self.elapsed = int(state["iter"]), float(state.get("elapsed", 0.0))
+        self._saved_iter = self.iter
         self.last_val = state.get("meta", {}).get("last_val")
         set_rng_state(state["rng"])
         changed = {k: (v, getattr(self.recipe, k)) for k, v in state["recipe"].items()
@@ -380,6 +384,66 @@ class Trainer:
                     f"aAcc {100 * res['aAcc']:.2f}")
         return res
 
+    def _validate_keeping_checkpoint(self) -> None:
+        """``validate``, run after this iteration's checkpoint was written; a failure says what failed (the bad
+        file, out of memory) and that the checkpoint is kept, so fixing it and resuming loses nothing."""
+        path = self.work_dir / "last.pt"
+        kept = (f"the checkpoint of iteration {self.iter} is saved in {path}" if self._saved_iter == self.iter
+                else f"the checkpoint {path} is unchanged")
+        self._validating = True
+        try:
+            self.validate()
+        except (BadFileError, OSError, torch.cuda.OutOfMemoryError) as e:
+            raise TrainingError(f"validation at iteration {self.iter} failed: {str(e).splitlines()[0]}; {kept}. Fix "
+                                f"that, then resume with: {self.resume_hint}") from e
+        except Exception as e:  # a bug: keep the traceback, and still say that nothing is lost
+            e.add_note(f"validation at iteration {self.iter} failed; {kept}; resume with: {self.resume_hint}")
+            raise
+        finally:
+            self._validating = False
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGINT (Ctrl-C, a notebook's interrupt button) and SIGTERM (``kill``, Colab or a cluster shutting the
+        job down) finish the current iteration, save a checkpoint and stop with ``TrainingInterrupted``. A second
+        signal, or one during a validation whose checkpoint is already written, stops at once."""
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_signal is not None or (self._validating and self._saved_iter == self.iter):
+                raise self._interrupted(signum)
+            self._stop_signal = signum
+            self._print(f"\n{signal.Signals(signum).name}: saving a checkpoint after iteration {self.iter + 1}, then "
+                        f"stopping (send it again to stop at once)")
+
+        previous = [(s, signal.signal(s, handler)) for s in STOP_SIGNALS]
+        try:
+            yield
+        finally:
+            for s, h in previous:
+                signal.signal(s, h)
+            self._stop_signal = None
+
+    def _stop_if_signalled(self) -> None:
+        stop = self._stop_signal or 0
+        if self.env.distributed:  # every rank stops at the same iteration, whichever got the signal first
+            stop = int(all_reduce_max(torch.tensor(stop, device=self.device)).item())
+        if stop:
+            if self._saved_iter != self.iter:
+                self.save()
+            raise self._interrupted(stop)
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        name, path = signal.Signals(signum).name, self.work_dir / "last.pt"
+        if self._saved_iter is None and not path.exists():
+            return TrainingInterrupted(f"{name}: stopped during iteration {self.iter + 1}, before the first "
+                                       f"checkpoint; there is nothing to resume", signum)
+        where = (f"saved iteration {self.iter} of {self.recipe.max_iters} to {path}" if self._saved_iter == self.iter
+                 else f"stopped during iteration {self.iter + 1}; {path} holds an earlier iteration")
+        return TrainingInterrupted(f"{name}: {where}; resume with: {self.resume_hint}", signum)
+
     def fit(self, until: int | None = None) -> dict:
         """Train from the current iteration to ``until`` (default ``max_iters``); returns a summary dict.
 
@@ -392,7 +456,7 @@ class Trainer:
         if self.iter < end:
             self._print(f"training {r.name}: iterations {self.iter}->{end} of {r.max_iters}, global batch "
                         f"{r.batch_size} = {self.env.world_size} x {r.grad_accum_steps} x {self.micro_batch} on "
-                        f"{self.device}, amp={r.amp}, work_dir={self.work_dir}")
+                        f"{self.device}, amp={r.amp}{f' -> {self.amp}' if r.amp == 'auto' else ''}, work_dir={self.work_dir}")
         batches = iter(self.loader()) if self.iter < end else None
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()

@@ -12,8 +12,10 @@ repetition (:func:`setr_edu.perf.timing.time_interleaved`), median and min repor
   faster**. Reported for the median (``speedup``), the min (``speedup_min``), the median CPU time
   (``speedup_cpu``) and the median of the per-repetition ratios (``speedup_paired``: each repetition runs both
   back to back, so slow drifts of the machine's load cancel).
-* On CUDA: bf16 autocast by default, peak memory (``torch.cuda.max_memory_allocated``) and model FLOPs
-  utilisation (FLOPs counted on the meta device / time / the GPU's datasheet peak).
+* Precision: ``amp="auto"`` (the default) is bf16 on GPUs of compute capability >= 8.0, fp16 on older ones, fp32 on
+  a CPU (:func:`setr_edu.perf.fastpaths.resolve_amp`). On CUDA: peak memory (``torch.cuda.max_memory_allocated``)
+  and model FLOPs utilisation (FLOPs counted on the meta device / time / the GPU's datasheet peak *for the
+  precision used*: :func:`setr_edu.perf.timing.peak_tflops`).
 
 Command line (``python -m setr_edu bench ...``; ``--help`` on each)::
 
@@ -37,7 +39,7 @@ from torch import nn
 from ..config import EncoderConfig, encoder_config
 from ..model import ViTEncoder, build_setr, load_timm_weights
 from ..profile import get_profile
-from .fastpaths import autocast, fused_sgd_available
+from .fastpaths import autocast, fused_sgd_available, resolve_amp
 from .flops import count_flops
 from .memory import GiB, estimate_training_memory_both
 from .timing import Timing, peak_tflops, time_interleaved
@@ -90,14 +92,15 @@ def _summary(t: Timing, flops_per_image: float, device: torch.device, peak: floa
     return row
 
 
-def _peak(device: torch.device, peak_tflops_override: float | None) -> float | None:
+def _peak(device: torch.device, peak_tflops_override: float | None, amp: str | None) -> float | None:
+    """The peak for MFU: the override, else the datasheet peak of this GPU for the precision ``amp`` used."""
     if peak_tflops_override:
         return peak_tflops_override
-    return peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    return peak_tflops(torch.cuda.get_device_name(device), amp) if device.type == "cuda" else None
 
 
 def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, batch_size: int = 2, repeats: int = 9,
-                  warmup: int = 2, device: str | None = None, amp: str | None = None,
+                  warmup: int = 2, device: str | None = None, amp: str | None = "auto",
                   modes: tuple[str, ...] = ("forward", "train"), compile: bool = False,
                   peak_tflops: float | None = None, **overrides) -> dict:
     """Time setr_edu's encoder against timm's ViT (same shape, same weights), interleaved.
@@ -108,6 +111,7 @@ def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, ba
     ``min_ms``, ``images_per_s``, ``tflops`` and, on CUDA, ``mfu`` and ``peak_memory_gib``.
     """
     dev = resolve_device(device)
+    amp = resolve_amp(amp, dev)
     cfg = encoder_config(encoder, **overrides)
     ours, theirs = encoder_pair(cfg, img_size, dev)
     run_ours, run_timm = ours, (lambda inp: timm_blocks(theirs, inp))
@@ -115,7 +119,7 @@ def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, ba
         run_ours, run_timm = torch.compile(run_ours), torch.compile(run_timm)
     x = torch.randn(batch_size, cfg.in_chans, img_size, img_size, device=dev)
     fl = count_flops(lambda: ViTEncoder(cfg, img_size=img_size), (1, cfg.in_chans, img_size, img_size), backward=True)
-    peak = _peak(dev, peak_tflops)
+    peak = _peak(dev, peak_tflops, amp)
     result = dict(config=dict(encoder=encoder if isinstance(encoder, str) else "custom", **cfg.__dict__,
                               img_size=img_size, batch_size=batch_size, amp=amp, compile=compile,
                               device=str(dev), device_name=_device_name(dev), threads=torch.get_num_threads(),
@@ -177,21 +181,30 @@ def _versions() -> dict:
 
 
 def setr_train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                    amp: str | None) -> None:
-    """One SETR training step: :func:`setr_edu.engine.losses.setr_loss` (CE + 0.4 x each aux head), SGD step."""
+                    amp: str | None, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """One SETR training step: :func:`setr_edu.engine.losses.setr_loss` (CE + 0.4 x each aux head), SGD step.
+
+    With a ``scaler`` (fp16) the loss is scaled before ``backward`` and the step is skipped on inf/NaN gradients,
+    as in the Trainer. Returns the (unscaled) loss."""
     from ..engine.losses import setr_loss
 
     opt.zero_grad(set_to_none=True)
     with autocast(x.device, amp):
         logits, aux = model(x, with_aux=True)
         loss, _ = setr_loss(logits, y, aux)
-    loss.backward()
-    opt.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return loss.detach()
 
 
 def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512, batch_size: int = 8,
                num_classes: int = 150, repeats: int = 5, warmup: int = 2, device: str | None = None,
-               amp: str | None = None, checkpointing: tuple[bool, ...] = (False, True), inference: bool = True,
+               amp: str | None = "auto", checkpointing: tuple[bool, ...] = (False, True), inference: bool = True,
                channels_last: bool = False, peak_tflops: float | None = None, decoder_channels: int = 256,
                estimate: bool = True, **overrides) -> dict:
     """Images/s of a full SETR model for training (with/without activation checkpointing) and inference.
@@ -203,6 +216,8 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
     out of GPU memory is reported as ``{"error": "out of memory"}``.
     """
     dev = resolve_device(device)
+    amp = resolve_amp(amp, dev)  # "auto": bf16 / fp16 by GPU generation, fp32 on a CPU
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16" and dev.type == "cuda")
     kw = dict(encoder=encoder, num_classes=num_classes, img_size=img_size, decoder_channels=decoder_channels, **overrides)
     model = build_setr(decoder, **kw).to(dev)
     if channels_last:
@@ -224,7 +239,7 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
         def fn():
             model.train()
             model.encoder.grad_checkpointing = ckpt
-            setr_train_step(model, opt, x, y, amp)
+            setr_train_step(model, opt, x, y, amp, scaler)
         return fn
 
     def infer():
@@ -243,7 +258,7 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
             result[name] = dict(error="out of memory")
             opt.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
-    peak = _peak(dev, peak_tflops)
+    peak = _peak(dev, peak_tflops, amp)
     times = time_interleaved(fns, repeats=repeats, warmup=max(0, warmup - 1), device=dev, batch_size=batch_size)
     for name, t in times.items():
         flops = fl_inf.forward if name == "inference" else fl_train.total
@@ -292,7 +307,8 @@ def setr_rows(result: dict) -> list[dict]:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: cuda if available)")
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
-                   help="autocast precision (default: bf16 on CUDA, none on CPU)")
+                   help="autocast precision (default auto: bf16 on GPUs of compute capability >= 8.0, fp16 + "
+                        "GradScaler on older GPUs, none on CPU)")
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions (default: the profile's, at least 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -345,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         results: object = rows
     else:
         dev = resolve_device(args.device)
-        amp = ("bf16" if dev.type == "cuda" else None) if args.amp == "auto" else (None if args.amp == "none" else args.amp)
+        amp = resolve_amp(args.amp, dev)
         if args.threads:
             torch.set_num_threads(args.threads)
         P = get_profile()

@@ -17,25 +17,28 @@ from dataclasses import dataclass, field
 
 import torch
 
-# Dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, TFLOP/s. Matched against
-# torch.cuda.get_device_name() by substring, first match wins; pass --peak-tflops for any other GPU.
-PEAK_TFLOPS_BF16 = {
-    "H200": 989.4,  # same GH100 tensor cores as the H100 SXM
-    "H100 PCIe": 756.0,
-    "H100": 989.4,  # SXM
-    "A100": 312.0,
-    "L40S": 362.0,  # before "L4": first match wins
-    "L4": 121.0,
-    "T4": 65.0,  # fp16 only (no bf16 tensor cores)
-    "V100": 125.0,  # fp16 only
+# Dense (no sparsity) peaks from the vendors' datasheets, TFLOP/s, per precision: "bf16"/"fp16" on tensor cores,
+# "fp32" without TF32 (PyTorch's default for matmuls). Matched against torch.cuda.get_device_name() by substring,
+# first match wins; pass --peak-tflops for any other GPU. A precision a GPU has no tensor cores for is missing.
+PEAK_TFLOPS = {
+    "H200": dict(bf16=989.4, fp16=989.4, fp32=66.9),  # same GH100 tensor cores as the H100 SXM
+    "H100 PCIe": dict(bf16=756.0, fp16=756.0, fp32=51.2),
+    "H100": dict(bf16=989.4, fp16=989.4, fp32=66.9),  # SXM
+    "A100": dict(bf16=312.0, fp16=312.0, fp32=19.5),
+    "L40S": dict(bf16=362.0, fp16=362.0, fp32=91.6),  # before "L4": first match wins
+    "L4": dict(bf16=121.0, fp16=121.0, fp32=30.3),
+    "A10": dict(bf16=125.0, fp16=125.0, fp32=31.2),
+    "T4": dict(fp16=65.0, fp32=8.1),  # compute capability 7.5: no bf16 tensor cores
+    "V100": dict(fp16=125.0, fp32=15.7),  # 7.0: no bf16 tensor cores (SXM2 figures)
 }
 
-
-def peak_tflops(device_name: str) -> float | None:
-    """The datasheet bf16 peak for a GPU name, or ``None`` when the GPU is not in :data:`PEAK_TFLOPS_BF16`."""
-    for key, value in PEAK_TFLOPS_BF16.items():
+def peak_tflops(device_name: str, amp: str | None = "bf16") -> float | None:
+    """The datasheet peak of a GPU for the precision actually used (``amp`` ``"bf16"``, ``"fp16"`` or ``None`` for
+    fp32), or ``None`` when the GPU (or that precision on it) is not in :data:`PEAK_TFLOPS`. MFU must be computed
+    against the peak of the precision that ran: an fp16 run on a T4 against 65, an fp32 run against 8.1."""
+    for key, peaks in PEAK_TFLOPS.items():
         if key in device_name:
-            return value
+            return peaks.get(amp or "fp32")
     return None
 
 
