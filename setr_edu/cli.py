@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a checkpoint on image files (any size; RGB) and write <out>/<name>_pred.png "
                        "painted with the dataset's palette (and <name>_overlay.png with --overlay).")
     _inference_args(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="input image files (.jpg, .png, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input image files (.jpg, .png, ...) or folders of them; "
+                   "unreadable ones are reported and skipped")
     p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default ./predictions)")
     p.add_argument("--overlay", type=float, default=0.0, metavar="ALPHA",
                    help="also save the prediction blended over the image with this opacity (e.g. 0.5)")
@@ -89,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="speed / memory benchmarks against timm (setr_edu.perf.bench)", add_help=False)
     sub.add_parser("grade", help="grade a course assignment (setr_edu.checks.grade)", add_help=False)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parse_args``, but ``key=value`` overrides (and predict's images) may also come after options."""
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-")]
+    target = "overrides" if hasattr(args, "overrides") else "images" if hasattr(args, "images") else None
+    if unknown or (extra and target is None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        setattr(args, target, list(getattr(args, target) or []) + extra)
+    return args
 
 
 # --- commands -----------------------------------------------------------------------------------------------------
@@ -107,10 +120,11 @@ def cmd_train(args) -> int:
     from .engine.distributed import cleanup
     from .engine.trainer import Trainer
 
-    recipe = _load_recipe(args, [f"max_iters={args.max_iters}"] if args.max_iters else [])
+    recipe = _load_recipe(args, [f"max_iters={args.max_iters}"] if args.max_iters is not None else [])
     try:
         trainer = Trainer(recipe, args.work_dir, resume=args.resume, overwrite=args.overwrite,
                           progress=not args.no_progress)
+        trainer.resume_hint = _resume_command(args, trainer.env.world_size)
         summary = trainer.fit()
         if trainer.env.is_main:
             print(json.dumps(summary))
@@ -119,11 +133,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _resume_command(args, world_size: int = 1) -> str:
+    """The command that continues this run: the same arguments, without --overwrite, with --resume."""
+    import shlex
+
+    tokens = [a for a in args.argv if a != "--overwrite"] + ([] if "--resume" in args.argv else ["--resume"])
+    prefix = f"torchrun --nproc_per_node={world_size} -m setr_edu" if world_size > 1 else "python -m setr_edu"
+    return f"{prefix} {shlex.join(tokens)}"
+
+
 def _model_from_checkpoint(args, recipe_overrides: list[str] | None = None):
     """(model on device, recipe, checkpoint meta) from ``--checkpoint`` (+ ``--config`` / overrides)."""
     from .engine.build import build_model
     from .engine.checkpoint import check_compatible, load_checkpoint
     from .engine.distributed import resolve_device
+    from .engine.trainer import check_device
     from .recipes import Recipe, apply_overrides
 
     state = load_checkpoint(args.checkpoint)
@@ -133,6 +157,7 @@ def _model_from_checkpoint(args, recipe_overrides: list[str] | None = None):
         recipe = Recipe.from_dict({k: v for k, v in state["recipe"].items()})
         recipe = apply_overrides(recipe, recipe_overrides or [])
     meta = state.get("meta", {})
+    check_device(getattr(args, "device", None) or recipe.device)
     num_classes = recipe.num_classes or meta.get("num_classes")
     model = build_model(recipe, num_classes)
     check_compatible(state, model, recipe.to_dict(), args.checkpoint)
@@ -145,7 +170,13 @@ def _model_from_checkpoint(args, recipe_overrides: list[str] | None = None):
 def _scales(args) -> tuple[tuple[float, ...], bool]:
     if args.ms:
         return PAPER_SCALES, True
-    scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else (1.0,)
+    try:
+        scales = tuple(float(s) for s in args.scales.split(",")) if args.scales else (1.0,)
+    except ValueError:
+        scales = ()
+    if not scales or not all(0 < s < float("inf") for s in scales):
+        raise ValueError(f"--scales {args.scales} is not valid: give positive numbers separated by commas, e.g. "
+                         f"--scales 0.5,1.0,1.5 (1.0 is the image's own size)")
     return scales, args.flip
 
 
@@ -153,10 +184,12 @@ def cmd_eval(args) -> int:
     from .engine.build import build_datasets
     from .engine.inference import evaluate
 
+    scales, flip = _scales(args)
     extra = list(args.overrides) + ([f"data_root={args.data_root}"] if args.data_root else [])
     model, recipe, meta, device, num_classes = _model_from_checkpoint(args, extra)
     (val_set,) = build_datasets(recipe, splits=("val",))
-    scales, flip = _scales(args)
+    if hasattr(val_set, "validate"):  # every file readable and consistent, before the long evaluation
+        val_set.validate()
     mode = args.mode or recipe.eval_mode
     batch = args.batch_size or (recipe.batch_size if recipe.dataset == "synthetic" else 1)
     print(f"evaluating {args.checkpoint} (recipe {recipe.name}, iteration {meta.get('iter', '?')}) on {len(val_set)} "
@@ -177,31 +210,76 @@ def cmd_predict(args) -> int:
     import torch
     from PIL import Image
 
+    from .data.datasets import BadFileError, read_image
     from .data.transforms import to_tensor
     from .engine.inference import colorize, predict
 
+    scales, flip = _scales(args)
+    paths = _image_paths(args.images)
     model, recipe, meta, device, num_classes = _model_from_checkpoint(args)
     palette = np.asarray(meta.get("palette") or _default_palette(num_classes), dtype=np.uint8)
-    scales, flip = _scales(args)
     mode = args.mode or recipe.eval_mode
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.images:
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
-        rgb = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3) uint8
+    skipped = []
+    for path, stem in zip(paths, _output_stems(paths)):
+        try:
+            rgb = read_image(path)  # (H, W, 3) uint8
+        except BadFileError as e:  # report it and go on with the others
+            skipped.append(path)
+            print(f"skipped: {e}", file=sys.stderr)
+            continue
         image, _ = to_tensor(rgb, np.zeros(rgb.shape[:2], dtype=np.uint8))
         with torch.no_grad():
             probs = predict(model, image[None].to(device), mode, recipe.crop_size, recipe.stride, scales, flip,
                             min_size=recipe.crop_size if len(scales) > 1 else None)
         colours = colorize(probs[0].argmax(0), palette)
-        Image.fromarray(colours).save(out / f"{path.stem}_pred.png")
+        Image.fromarray(colours).save(out / f"{stem}_pred.png")
         if args.overlay:
             blend = (1 - args.overlay) * rgb + args.overlay * colours
-            Image.fromarray(blend.round().astype(np.uint8)).save(out / f"{path.stem}_overlay.png")
-        print(f"{path} -> {out / f'{path.stem}_pred.png'}")
+            Image.fromarray(blend.round().astype(np.uint8)).save(out / f"{stem}_overlay.png")
+        print(f"{path} -> {out / f'{stem}_pred.png'}")
+    if skipped:
+        print(f"error: {len(skipped)} of {len(paths)} images could not be read and were skipped (see above); the "
+              f"other {len(paths) - len(skipped)} predictions are in {out}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _image_paths(items: list[str]) -> list[Path]:
+    """The files to predict: each argument is an image file or a folder (its image files, sorted)."""
+    from .data.datasets import IMAGE_SUFFIXES
+
+    paths, missing = [], []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"folder {item} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            missing.append(str(item))
+    if missing:
+        raise FileNotFoundError(f"no such image file or folder: {', '.join(missing)}; nothing was predicted")
+    return paths
+
+
+def _output_stems(paths: list[Path]) -> list[str]:
+    """Output names that never overwrite each other: the file's stem, or for inputs that share a stem (a.jpg and
+    a.png, or dir1/a.png and dir2/a.png) the stem plus the suffix and, if needed, a number."""
+    shared = {s for s in (p.stem for p in paths) if [q.stem for q in paths].count(s) > 1}
+    used, out = set(), []
+    for p in paths:
+        base = f"{p.stem}_{p.suffix.lstrip('.').lower()}" if p.stem in shared else p.stem
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        out.append(name)
+    return out
 
 
 def _default_palette(k: int):
@@ -242,17 +320,26 @@ def main(argv: list[str] | None = None) -> int:
         return _delegate("setr_edu.perf.bench", argv[1:])
     if argv and argv[0] == "grade":
         return _delegate("setr_edu.checks.grade", argv[1:])
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
+    args.argv = argv
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
     from .engine.checkpoint import CheckpointError
 
+    from .engine.trainer import TrainingError, TrainingInterrupted
+
     command = dict(train=cmd_train, eval=cmd_eval, predict=cmd_predict, recipes=cmd_recipes)[args.command]
     try:
         return command(args)
-    except (*USER_ERRORS, CheckpointError) as e:
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM during training: the checkpoint is saved
+        print(f"\n{e}", file=sys.stderr)
+        return 128 + e.signal
+    except KeyboardInterrupt:
+        print(f"\ninterrupted (Ctrl-C) during `{args.command}` before anything needed saving", file=sys.stderr)
+        return 130
+    except (*USER_ERRORS, CheckpointError, TrainingError) as e:
         if os.environ.get("SETR_EDU_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

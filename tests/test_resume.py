@@ -10,7 +10,8 @@ from setr_edu.engine import checkpoint as ckpt
 from setr_edu.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from setr_edu.engine.trainer import Trainer
 
-# 8 iterations over 12 images with batch 4: crosses epoch boundaries; checkpoints at 3, 6 and 8; eval at 4, 8.
+# 8 iterations over 12 images with batch 4: crosses epoch boundaries; eval at 4, 8; checkpoints at 3, 6 and before
+# each validation (4, 8).
 RECIPE = dict(max_iters=8, checkpoint_every=3, eval_every=4, log_every=1)
 
 
@@ -37,20 +38,20 @@ def test_interrupted_run_resumes_bitwise_equal(tmp_path, monkeypatch):
         crashed = _trainer(tmp_path / "crashed")
         real_step = Trainer.train_step
 
-        def crash_at_iteration_5(self, batches):
-            if self.iter == 4:
+        def crash_at_iteration_6(self, batches):
+            if self.iter == 5:
                 raise RuntimeError("simulated crash (Colab disconnected)")
             return real_step(self, batches)
 
-        monkeypatch.setattr(Trainer, "train_step", crash_at_iteration_5)
+        monkeypatch.setattr(Trainer, "train_step", crash_at_iteration_6)
         with pytest.raises(RuntimeError, match="simulated crash"):
             crashed.fit()
         monkeypatch.setattr(Trainer, "train_step", real_step)
-        assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter"] == 3  # iteration 4 is lost, 1-3 are not
+        assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter"] == 4  # iteration 5 is lost, 1-4 are not
 
         torch.manual_seed(1234)  # disturb the global RNGs: the checkpoint must restore them
         resumed = _trainer(tmp_path / "crashed", resume=True)
-        assert resumed.iter == 3
+        assert resumed.iter == 4
         saved = load_checkpoint(tmp_path / "crashed" / "last.pt")["rng"]
         assert torch.equal(torch.get_rng_state(), saved["torch"])
         resumed.fit()

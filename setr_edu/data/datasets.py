@@ -19,6 +19,8 @@ class nor 255 raises a ``ValueError`` naming the file.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -32,10 +34,48 @@ from .transforms import SeededTransforms
 
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # a file cut short (a partial copy) lacks its end marker
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset folder is missing or malformed; the message says what layout is expected and where to get it."""
+
+
+class BadFileError(ValueError):
+    """An image or label file that cannot be used (unreadable, truncated, wrong size or values); names the file."""
+
+
+def _why(e: Exception) -> str:
+    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+
+
+def read_image(path) -> np.ndarray:
+    """The image at ``path`` as RGB ``uint8 (H, W, 3)``; ``BadFileError`` naming the file if it cannot be decoded
+    (random bytes, a truncated JPEG, a text file with an image suffix)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadFileError(f"{path} is not a readable image ({_why(e)})") from None
+
+
+def image_header(path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header alone, checking that the file ends with its format's end
+    marker (JPEG, PNG), which catches files cut short without decoding them; ``BadFileError`` otherwise."""
+    try:
+        with Image.open(path) as im:
+            size, fmt = im.size, im.format
+        marker = END_MARKERS.get(fmt)
+        if marker:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - 1024))
+                if marker not in f.read():
+                    raise BadFileError(f"{path} is truncated (no {fmt} end marker): copy or download it again")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, BadFileError):
+            raise
+        raise BadFileError(f"{path} is not a readable image ({_why(e)})") from None
+    return size
 
 
 def _not_found(dataset: str, problem: str) -> DatasetNotFoundError:
@@ -65,22 +105,25 @@ class SegmentationDataset(SeededTransforms, Dataset):
     def get_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image uint8 ``(H, W, 3)`` RGB and label uint8 ``(H, W)`` in ``[0, num_classes)`` or 255."""
         image_path, label_path = self.pairs[index]
-        image = np.asarray(Image.open(image_path).convert("RGB"))
+        image = read_image(image_path)
         label = self.read_label(label_path)
         if label.shape != image.shape[:2]:
-            raise ValueError(f"{label_path} is {label.shape[1]}x{label.shape[0]} but its image {image_path} is "
+            raise BadFileError(f"{label_path} is {label.shape[1]}x{label.shape[0]} but its image {image_path} is "
                              f"{image.shape[1]}x{image.shape[0]}; image and label must have the same size")
         return image, label
 
     def read_label(self, path: Path) -> np.ndarray:
         """Read a single-channel PNG of class indices, apply ``reduce_zero_label`` and check every value."""
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(f"label file {path} has mode {im.mode!r}; expected a single-channel PNG of class "
-                                 f"indices (mode 'L' or 'P'), not a colour-coded mask")
-            label = np.asarray(im)
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("L", "P", "I", "I;16"):
+                    raise BadFileError(f"label file {path} has mode {im.mode!r}; expected a single-channel PNG of "
+                                       f"class indices (mode 'L' or 'P'), not a colour-coded mask")
+                label = np.asarray(im)
+        except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+            raise BadFileError(f"label file {path} is not a readable image ({_why(e)})") from None
         if label.max(initial=0) > 255:
-            raise ValueError(f"label file {path} holds values up to {label.max()}; class indices must fit in 0-255")
+            raise BadFileError(f"label file {path} holds values up to {label.max()}; class indices must fit in 0-255")
         label = label.astype(np.uint8)
         if self.reduce_zero_label:  # 0 ("other") -> 255 (ignored), k -> k - 1
             label = (label.astype(np.int16) - 1).astype(np.uint8)  # 0 - 1 wraps to 255
@@ -89,17 +132,41 @@ class SegmentationDataset(SeededTransforms, Dataset):
         bad = [int(v) for v in np.flatnonzero(counts) if v >= self.num_classes and v != IGNORE_INDEX]
         if bad:
             stored = [v + 1 for v in bad] if self.reduce_zero_label else bad  # the values as written in the file
-            raise ValueError(f"label file {path} holds values {stored[:10]} that are neither a class in "
+            raise BadFileError(f"label file {path} holds values {stored[:10]} that are neither a class in "
                              f"[0, {self.num_classes}) nor {IGNORE_INDEX} (ignore)"
                              + (f" after reduce_zero_label (k -> k - 1, so the file may hold 0-{self.num_classes})"
                                 if self.reduce_zero_label else "")
                              + f"; is this really a {self.name} label map?")
         return label
 
-    def validate(self) -> "SegmentationDataset":
-        """Read every label once and raise on the first bad one (slow on big sets; loading checks lazily anyway)."""
-        for _, label_path in self.pairs:
-            self.read_label(label_path)
+    def bad_files(self, threads: int | None = None) -> list[str]:
+        """One line per unusable file: every image readable (header + end marker, no full decode), every label
+        decoded and checked (single channel, values, same size as its image). Threads overlap the reads."""
+
+        def check(pair) -> list[str]:
+            image_path, label_path = pair
+            problems, size = [], None
+            try:
+                size = image_header(image_path)
+            except BadFileError as e:
+                problems.append(str(e))
+            try:
+                h, w = self.read_label(label_path).shape
+                if size and (w, h) != size:
+                    problems.append(f"{label_path} is {w}x{h} but its image {image_path} is {size[0]}x{size[1]}")
+            except BadFileError as e:
+                problems.append(str(e))
+            return problems
+
+        with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+            return [p for found in pool.map(check, self.pairs) for p in found]
+
+    def validate(self, threads: int | None = None) -> "SegmentationDataset":
+        """Check every file (``bad_files``) and raise one ``BadFileError`` naming all the bad ones."""
+        bad = self.bad_files(threads)
+        if bad:
+            raise BadFileError(f"{len(bad)} problem(s) in the {len(self)} image/label pairs of {self.name}:\n  "
+                               + "\n  ".join(bad) + "\nFix or remove these files (an image and its label together).")
         return self
 
     def __repr__(self) -> str:
@@ -236,9 +303,36 @@ class FolderDataset(SegmentationDataset):
             class_names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
         if class_names is None:
             if num_classes is None:
-                top = max(int(np.max(np.where(m == IGNORE_INDEX, 0, m))) for m in
-                          (np.asarray(Image.open(p)) for _, p in pairs))
-                num_classes = top + (0 if reduce_zero_label else 1)
+                num_classes = _infer_num_classes([p for _, p in pairs], reduce_zero_label, root)
             class_names = [str(k) for k in range(num_classes)]
         self.name = f"folder dataset ({images_dir})"
         super().__init__(pairs, class_names, palette, reduce_zero_label, transforms, transform_seed)
+
+
+def _infer_num_classes(label_paths: list[Path], reduce_zero_label: bool, root: Path) -> int:
+    """Number of classes from the label values on disk (no ``classes.txt``): largest value + 1 (or the largest
+    value with ``reduce_zero_label``). Values 0..max must all occur: a gap means a stray value (a typo, another
+    dataset's label) that would otherwise silently become an extra class, so it is refused naming its files."""
+
+    def values(path: Path) -> set[int]:
+        try:
+            with Image.open(path) as im:
+                return set(np.unique(np.asarray(im)).tolist()) - {IGNORE_INDEX}
+        except (OSError, SyntaxError) as e:
+            raise BadFileError(f"label file {path} is not a readable image ({_why(e)})") from None
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        found = dict(zip(label_paths, pool.map(values, label_paths)))
+    present = set().union(*found.values())
+    first = 1 if reduce_zero_label else 0
+    top = max(present, default=first)
+    missing = sorted(set(range(first, top)) - present)
+    if missing:
+        stray = sorted(v for v in present if v > missing[0])
+        files = [str(p) for p, v in found.items() if v & set(stray)]
+        raise BadFileError(
+            f"folder dataset {root}: there is no classes.txt, so the classes come from the label values, but "
+            f"{missing[:10]} never occur while {stray[:10]} do (in {len(files)} file(s): {', '.join(files[:5])}). "
+            f"A stray value would become an extra class: write {root / 'classes.txt'} (one class name per line, "
+            f"line k = value k) or pass num_classes=, and fix the files holding values outside the classes.")
+    return top + 1 - first

@@ -21,6 +21,7 @@ which is atomic on POSIX and Windows: a crash mid-write leaves the previous chec
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
@@ -43,21 +44,51 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Atomically write ``state`` (plus the format tag) to ``path``; returns the path."""
+    """Atomically write ``state`` (plus the format tag) to ``path``; returns the path.
+
+    A failed write (full disk, read-only or vanished folder) removes its temporary file and raises
+    ``CheckpointError`` saying that the previous checkpoint, if any, is intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            kept = f"the previous checkpoint {path} is intact" if path.is_file() else "no earlier checkpoint exists"
+            raise CheckpointError(f"could not write checkpoint {path} ({e.strerror or e}); {kept}. Free disk space "
+                                  f"or make the folder writable, then resume (--resume)") from e
         raise
     return path
+
+
+def remove_stale_temps(path: str | os.PathLike) -> tuple[int, int]:
+    """Delete the ``.<name>.*.tmp`` files that a save killed mid-write (``kill -9``, power loss) left next to
+    ``path``; returns ``(files, bytes)`` removed. Each can be as big as a whole checkpoint (2.5 GB for T-Large)."""
+    path = Path(path)
+    files = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    size = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            size += f.stat().st_size
+            f.unlink()
+    return len(files), size
+
+
+def checkpoint_bytes(model: nn.Module, optimizer: str = "sgd") -> int:
+    """About how many bytes ``last.pt`` of ``model`` takes: its state dict plus the optimizer's per-parameter state
+    (SGD momentum: one copy of the weights; AdamW: two). T-Large with SGD: about 2.5 GB."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights + {"sgd": 1, "adamw": 2}.get(optimizer, 2) * params
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -66,13 +97,19 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (training writes "
                               f"<work_dir>/last.pt) or train first with `python -m setr_edu train`")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip file (or, before 1.6, a pickle)
+        kind = "a text file" if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "another format"
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {kind}: starts with {head!r}). "
+                              f"Pass the last.pt that training wrote (<work_dir>/last.pt).")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError) as e:
         raise CheckpointError(
             f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or corrupt and cannot be read "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). It was probably copied or downloaded only in "
-            f"part: copy it again, or delete it and resume from an earlier checkpoint.") from e
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}). It was probably copied or "
+            f"downloaded only in part: copy it again, or delete it and resume from an earlier checkpoint.") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a setr-edu training checkpoint (no format tag {FORMAT!r}). To start "
                               f"from ImageNet ViT weights use the recipe's `pretrained=` option instead.")
