@@ -1,0 +1,158 @@
+"""What both converters share: reading a checkpoint, the conversion report, and copying weights by a key map.
+
+A converter is a *key map*: for every tensor of the setr_edu model, the name of the checkpoint tensor it comes
+from (and, rarely, a function that rearranges it). Everything in the checkpoint that the map does not use must be
+on a short list of layers known to be unused (e.g. mmsegmentation's ``conv_seg`` in the official heads); anything
+else is an error, so no weight is ever ignored silently.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did; attached to the converted model as ``model.conversion_report``.
+
+    ``inferred``: settings read from the tensor shapes (depth, width, classes ...); ``assumed``: settings that are
+    not in the tensors (taps, heads) and where each came from; ``dropped``: checkpoint tensors left out on purpose,
+    with the reason; ``zero_filled``: setr_edu tensors the checkpoint has no counterpart for, set to 0 (biases of
+    convs that mmsegmentation builds without one: the same function).
+    """
+
+    source: str
+    loaded: int = 0
+    inferred: dict = field(default_factory=dict)
+    assumed: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)
+    zero_filled: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} checkpoint -> setr_edu: {self.loaded} tensors loaded"]
+        lines.append("  from the tensor shapes: " + ", ".join(f"{k}={v}" for k, v in self.inferred.items()))
+        lines += [f"  {k} = {v}" for k, v in self.assumed.items()]
+        reasons: dict[str, list[str]] = {}
+        for key, why in self.dropped.items():
+            reasons.setdefault(why, []).append(key)
+        for why, keys in reasons.items():
+            lines.append(f"  dropped {len(keys)} tensor(s) ({why}): {_short(keys)}")
+        if self.zero_filled:
+            lines.append(f"  set to 0 ({len(self.zero_filled)}, absent in the checkpoint): {_short(self.zero_filled)}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _short(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" ... (+{len(keys) - n})" if len(keys) > n else "")
+
+
+def read_checkpoint(path_or_state_dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, meta)`` from a path or an already loaded checkpoint.
+
+    Accepts mmcv's ``{'meta', 'state_dict', 'optimizer'?}`` wrapper, a ``{'model': ...}`` wrapper or a bare state
+    dict, with or without DDP's ``module.`` prefix. The optimizer state of a training checkpoint is ignored.
+    """
+    obj = path_or_state_dict
+    if isinstance(obj, (str, Path)):
+        path = Path(obj)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated download, HTML error page, pickle of something else
+            raise ValueError(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}); "
+                             f"is the download complete? delete the file and download it again") from err
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected a checkpoint dict or a path, got {type(obj).__name__}")
+    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    sd = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise ValueError("the checkpoint holds no tensors; is it a SETR segmentation checkpoint?")
+    return sd, meta
+
+
+def count_indexed(sd: dict, pattern: str) -> int:
+    """How many distinct ``N`` make ``pattern`` (a regex with one ``(\\d+)`` group) match a key, e.g. the depth."""
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in sd if (m := rx.match(k))}
+    if found and found != set(range(len(found))):
+        raise ValueError(f"indices {sorted(found)} of {pattern!r} are not 0..{len(found) - 1}; is the checkpoint complete?")
+    return len(found)
+
+
+def square_grid(num_patches: int) -> int:
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(f"pos_embed has {num_patches} patch entries, not a square grid; pass img_size=(H, W)")
+    return side
+
+
+def config_ints(meta: dict, name: str) -> list[list[int]]:
+    """Every value of ``name`` (``in_index``, ``mla_index``, ``num_heads`` ...) in the config text that mmcv
+    stores in ``meta['config']``, in order of appearance (decode head first, then the auxiliary heads)."""
+    text = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return []
+    rx = re.compile(rf"['\"]?\b{name}['\"]?\s*[:=]\s*(\d+|[\(\[][\d,\s]*[\)\]])")
+    return [[int(x) for x in re.findall(r"\d+", m.group(1))] for m in rx.finditer(text)]
+
+
+def copy_weights(model: nn.Module, sd: dict[str, torch.Tensor], key_map: dict[str, tuple[str | None, Transform | None]],
+                 known_unused: dict[str, str], report: ConversionReport, strict: bool = True) -> None:
+    """Fill ``model`` from ``sd`` following ``key_map`` (setr_edu key -> (checkpoint key or None, transform)).
+
+    ``None`` as checkpoint key means "absent in this layout: set to 0". Checkpoint keys the map does not use must
+    match a regex of ``known_unused`` (regex -> reason) and are reported as dropped; any other leftover, and any
+    shape mismatch, raises ``ValueError`` (``strict=False`` reports leftovers instead).
+    """
+    target = model.state_dict()
+    missing = sorted(set(target) - set(key_map))
+    if missing:
+        raise ValueError(f"internal: no source for {len(missing)} setr_edu tensor(s), e.g. {missing[:3]}")
+    new, used = {}, set()
+    for key, (src, fn) in key_map.items():
+        if src is None:
+            new[key] = torch.zeros_like(target[key])
+            report.zero_filled.append(key)
+            continue
+        if src not in sd:
+            raise ValueError(f"the checkpoint has no {src!r} (needed for {key!r}); is it a complete "
+                             f"{report.source} SETR checkpoint of this decoder?")
+        value = fn(sd[src]) if fn else sd[src]
+        if value.shape != target[key].shape:
+            raise ValueError(f"shape mismatch: checkpoint {src!r} {tuple(value.shape)} -> setr_edu {key!r} "
+                             f"{tuple(target[key].shape)}; pass the matching setting (e.g. num_heads, img_size)")
+        new[key] = value.to(target[key].dtype)
+        used.add(src)
+    leftovers = []
+    for key in sd:
+        if key in used:
+            continue
+        why = next((reason for rx, reason in known_unused.items() if re.fullmatch(rx, key)), None)
+        if why is None:
+            leftovers.append(key)
+        else:
+            report.dropped[key] = why
+    if leftovers:
+        if strict:
+            raise ValueError(f"{len(leftovers)} checkpoint tensor(s) have no place in the setr_edu model, e.g. "
+                             f"{leftovers[:4]}; wrong decoder or an unknown layout? (strict=False lists them in "
+                             f"the report instead)")
+        for key in leftovers:
+            report.dropped[key] = "unknown to the converter (strict=False)"
+    model.load_state_dict(new, strict=True)
+    report.loaded = len(used)
