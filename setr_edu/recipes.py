@@ -288,6 +288,29 @@ def paper_recipe(dataset: str, decoder: str, encoder: str = "large", iters: int 
                   lr=lr, max_iters=iters, eval_mode="slide", amp="auto", data_root=f"data/{dataset}", **d).validate()
 
 
+# Colab-sized runs of the paper's models: (global batch, accumulation steps, iterations, eval interval) and the
+# expected time from setr_edu.perf.plan.expected_time (mfu 0.25 assumed; tests/test_perf.py keeps them in step).
+_COLAB = dict(ade20k=(8, 2, 12_000, 2_000), cityscapes=(8, 4, 4_000, 750))
+_COLAB_HOURS = {("ade20k", "pup"): (5.8, 1.0, 1.2), ("ade20k", "naive"): (5.1, 0.8, 1.1),
+                ("cityscapes", "pup"): (5.5, 1.0, 1.2)}  # (T4 total, T4 to first val, A100 total)
+
+
+def colab_recipe(dataset: str, decoder: str) -> Recipe:
+    """The paper's T-Large SETR with its pretrained ViT, cut to finish in one Colab session on a 16 GB GPU."""
+    batch, accum, iters, every = _COLAB[dataset]
+    t4, first, a100 = _COLAB_HOURS[(dataset, decoder)]
+    base = paper_recipe(dataset, decoder, iters=80_000 if dataset == "cityscapes" else None)
+    notes = (f"Colab-sized {base.name}: global batch {batch} = {accum} steps x {batch // accum} images (paper: "
+             f"{base.batch_size}, same lr {base.lr:g}), {iters} iterations instead of {base.max_iters}, activation "
+             f"checkpointing, amp=auto (fp16 + GradScaler on a T4, bf16 on an L4/A100), checkpoints every 10 min. "
+             f"Expected from FLOPs at an assumed 25% MFU (unverified): {t4} h on a T4 (first validation after "
+             f"{first} h), {a100} h on an A100. Data: assumes >= 10 samples/s from 2 DataLoader workers on Colab's 2 "
+             f"cores (unverified), enough for a T4. Fewer images than the paper: expect a lower mIoU")
+    return replace(base, name=f"{dataset}_{decoder}_colab", notes=notes, batch_size=batch, grad_accum_steps=accum,
+                   max_iters=iters, eval_every=every, grad_checkpointing=True, checkpoint_every=500,
+                   checkpoint_minutes=10.0, num_workers=2).validate()
+
+
 def _named() -> dict[str, typing.Callable[[], Recipe]]:
     table = {
         "synthetic_cpu": lambda: synthetic_recipe("cpu"),
@@ -306,6 +329,8 @@ def _named() -> dict[str, typing.Callable[[], Recipe]]:
                     lambda d=dec, e=enc, i=it: paper_recipe("cityscapes", d, e, iters=i))
     table["ade20k_mla_bs8"] = lambda: paper_recipe("ade20k", "mla", batch_size=8)
     table["pascal_context_mla_bs8"] = lambda: paper_recipe("pascal_context", "mla", batch_size=8)
+    for dataset, dec in _COLAB_HOURS:
+        table[f"{dataset}_{dec}_colab"] = lambda d=dataset, e=dec: colab_recipe(d, e)
     return table
 
 

@@ -239,3 +239,36 @@ def test_fused_sgd_matches_plain_sgd():
             m(x).square().mean().backward()
             opt.step()
     assert (a.weight - b.weight).abs().max() < 1e-6
+
+
+# --- Colab recipes: expected time from FLOPs, memory on a 16 GB GPU ----------------------------------------------
+@pytest.mark.parametrize("name", ["ade20k_pup_colab", "ade20k_naive_colab", "cityscapes_pup_colab"])
+def test_colab_recipes_state_their_expected_time_and_fit_16gb(name):
+    from setr_edu.perf.plan import expected_time
+    from setr_edu.recipes import get_recipe
+
+    r = get_recipe(name)
+    assert r.pretrained == "paper" and r.encoder == "large" and r.grad_checkpointing and r.amp == "auto"
+    t4, a100 = expected_time(r, "Tesla T4"), expected_time(r, "NVIDIA A100")
+    assert t4["amp"] == "fp16" and a100["amp"] == "bf16"
+    # the numbers in the notes are the planner's (rounded), so they cannot drift from the recipe
+    assert f"{t4['hours_total']:.1f} h on a T4" in r.notes and f"{a100['hours_total']:.1f} h on an A100" in r.notes
+    assert f"first validation after {t4['hours_to_first_val']:.1f} h" in r.notes
+    assert t4["hours_to_first_val"] <= 1.05 and t4["hours_total"] < 8  # one Colab session
+    per_gpu = r.batch_size // r.grad_accum_steps
+    make = lambda: setr_edu.build_setr(r.decoder, r.encoder, num_classes=r.num_classes, img_size=r.crop_size)
+    est = estimate_training_memory(make, (per_gpu, 3, r.crop_size, r.crop_size), amp="fp16", checkpointing=True)
+    assert est.total / 2**30 < 0.6 * 16  # the estimate omits context and fragmentation: keep a wide margin
+
+
+def test_expected_time_is_data_bound_when_the_loader_is_slow():
+    from setr_edu.perf.plan import expected_time, gpu_peak
+    from setr_edu.recipes import get_recipe
+
+    r = get_recipe("ade20k_pup_colab")
+    fast, slow = expected_time(r, "NVIDIA A100"), expected_time(r, "NVIDIA A100", data_samples_per_s=5.0)
+    assert not fast["data_bound"] and slow["data_bound"] and slow["images_per_s"] == 5.0
+    assert slow["hours_total"] > fast["hours_total"]
+    assert gpu_peak("Tesla T4") == ("fp16", 65.0) and gpu_peak("NVIDIA H100 80GB HBM3") == ("bf16", 989.4)
+    with pytest.raises(ValueError, match="unknown GPU"):
+        gpu_peak("Voodoo 3")

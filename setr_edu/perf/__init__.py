@@ -6,3 +6,4 @@ from .memory import MemoryEstimate, estimate_training_memory, estimate_training_
 from .tables import format_table, variant_costs
 from .timing import Timing, peak_tflops, time_interleaved
 from .profiling import op_calls, op_kind, profile_step
+from .plan import expected_time, gpu_peak
