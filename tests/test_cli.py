@@ -9,6 +9,7 @@ from engine_helpers import TINY, one_thread
 from PIL import Image
 
 from setr_edu.cli import main
+from setr_edu.engine.checkpoint import load_checkpoint
 from setr_edu.recipes import Recipe, apply_overrides, get_recipe, list_recipes
 
 TINY_ARGS = [f"{k}={v!r}" if isinstance(v, dict) else f"{k}={v}" for k, v in TINY.items() if k != "max_iters"]
@@ -126,3 +127,72 @@ def test_overrides_are_type_checked(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"lr": 0.1, "batchsize": 4}))
     with pytest.raises(KeyError, match="batch_size"):
         get_recipe(str(tmp_path / "bad.json"))
+
+
+# --- faults and bad input end in one line (issue 16) ---------------------------------------------------------------
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[0]
+
+
+def test_overrides_may_follow_options_and_bad_values_name_their_key(tmp_path, capsys):
+    assert main(["train", "--config", "synthetic_ci", "seed=1", "--work-dir", str(tmp_path), "--max-iters", "1",
+                 "--no-progress", *TINY_ARGS[:4], "--threads", "1", *TINY_ARGS[4:], "eval_every=1"]) == 0
+    assert load_checkpoint(tmp_path / "last.pt")["recipe"]["seed"] == 1
+    assert main(["train", "--config", "synthetic_ci", "--max-iters", "0", "--work-dir", str(tmp_path / "z")]) == 2
+    assert "max_iters must be >= 1, got 0" in _error_line(capsys)
+    assert main(["train", "--config", "synthetic_ci", "encoder_overrides.depth=abc"]) == 2
+    assert "encoder_overrides.depth expects int, got 'abc'" in _error_line(capsys)
+    assert main(["recipes", "synthetic_ci", "encoder_overrides.depht=3"]) == 2
+    assert "encoder_overrides.depht does not exist" in _error_line(capsys)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_one_line(trained, tmp_path, capsys):
+    assert main(["train", "--config", "synthetic_ci", "--device", "cuda", "--work-dir", str(tmp_path)]) == 2
+    assert "device=cuda but PyTorch sees no CUDA GPU" in _error_line(capsys)
+    assert main(["eval", "--checkpoint", str(trained / "last.pt"), "--device", "cuda"]) == 2
+    assert "device=cpu" in _error_line(capsys)
+
+
+def test_bad_scales_and_non_checkpoints_are_refused(trained, tmp_path, capsys):
+    for scales in ("0", "-1,1", "1,,2", "abc"):
+        assert main(["eval", "--checkpoint", str(trained / "last.pt"), f"--scales={scales}"]) == 2
+        assert f"--scales {scales} is not valid" in _error_line(capsys)
+    (tmp_path / "notes.pt").write_text("train loss 0.3\n")
+    assert main(["eval", "--checkpoint", str(tmp_path / "notes.pt")]) == 2
+    assert "is not a PyTorch checkpoint (it looks like a text file" in _error_line(capsys)
+
+
+def test_predict_takes_folders_keeps_same_stems_apart_and_skips_unreadable_files(trained, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name in ("a/x.png", "a/x.jpg", "b/x.png", "a/y.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG" + bytes(100))  # unreadable, sorted first
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(trained / "last.pt"), str(tmp_path / "a"), "--out", str(out),
+                 str(tmp_path / "b" / "x.png")])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["x_jpg_pred.png", "x_png_2_pred.png", "x_png_pred.png",
+                                                     "y_pred.png"]  # 4 images, 4 predictions
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "broken.png is not a readable image" in err
+    assert "1 of 5 images could not be read and were skipped" in err.strip().splitlines()[-1]
+    assert main(["predict", "--checkpoint", str(trained / "last.pt"), str(tmp_path / "nope.png")]) == 2
+    assert "no such image file or folder" in _error_line(capsys)
+
+
+def test_eval_names_a_bad_validation_file_in_one_message(trained, tmp_path, capsys):
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        for d in ("images", "annotations"):
+            (root / d / split).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / f"images/{split}/0.png")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / f"annotations/{split}/0.png")
+    (root / "classes.txt").write_text("background\na\nb\n")
+    (root / "images/val/1.png").write_bytes(b"GIF89a" + bytes(10))
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "annotations/val/1.png")
+    assert main(["eval", "--checkpoint", str(trained / "last.pt"), "dataset=folder", f"data_root={root}"]) == 2
+    assert "1 problem(s)" in _error_line(capsys)
