@@ -1,0 +1,111 @@
+"""The notebooks read well where readers open them (Jupyter, Colab, GitHub), not only in the built book.
+
+Checked on the stored sources (what a reader's Jupyter shows): no sphinx-exercise directive text, solutions only
+inside collapsed ``<details>`` blocks, exercises numbered "Exercise N.k" in chapter order, every in-text
+reference to an exercise pointing at one that exists, no nbval comment markers (cell tags instead), the setup
+cell hidden on the website, Colab's GPU metadata on the chapters that need a GPU.
+``book/_scripts/sync_notebooks.py`` writes all of this; run it if a test here fails.
+"""
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from markdown_it import MarkdownIt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_scripts"))
+from notebook_transforms import EXERCISE, GPU_CHAPTERS, NBVAL_MARKERS, chapter_number  # noqa: E402
+from sync_notebooks import SETUP_MARKER  # noqa: E402
+
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if "_build" not in p.parts)
+CHAPTERS = sorted((ROOT / "book").glob("ch*.ipynb"))
+DIRECTIVE_TEXT = re.compile(r"\{(exercise|solution)\}|^:label:|^:class: dropdown", re.M)
+MENTION = re.compile(r"\b[Ee]xercises? (\d+)(?:\.(\d+))?\b")
+
+
+def visible_solution(markdown: str) -> str | None:
+    """The first solution text a reader would see without opening anything, as GitHub/CommonMark parse it."""
+    depth = 0
+    for tok in MarkdownIt("commonmark").parse(markdown):
+        if tok.type == "html_block":
+            depth += tok.content.count("<details") - tok.content.count("</details>")
+        elif tok.type == "inline" and depth == 0 and re.match(r"\W*solutions?\b", tok.content, re.I):
+            return tok.content[:80]
+    if depth:
+        return "<details> is never closed"
+    return None
+
+
+def problems(nb, path: Path) -> list[str]:
+    """Everything that reads badly in this notebook outside the built book."""
+    out, k = [], 0
+    chapter = chapter_number(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or not code[0].source.startswith(SETUP_MARKER):
+        out.append("no setup cell")
+    elif "remove-cell" not in code[0].metadata.get("tags", []):
+        out.append("the setup cell is shown on the website: tag it remove-cell")
+    for i, cell in enumerate(nb.cells):
+        src = cell.source
+        if cell.cell_type == "code":
+            markers = [ln.strip() for ln in src.splitlines() if ln.strip().lstrip("#").strip() in NBVAL_MARKERS
+                       and ln.strip().startswith("#")]
+            if markers:
+                out.append(f"cell {i}: nbval comment {markers[0]!r} is shown to readers: use the cell tag")
+            continue
+        if cell.cell_type != "markdown":
+            continue
+        if DIRECTIVE_TEXT.search(src):
+            out.append(f"cell {i}: raw exercise/solution directive text ({DIRECTIVE_TEXT.search(src).group(0)})")
+        seen = visible_solution(src)
+        if seen:
+            out.append(f"cell {i}: visible solution: {seen!r}")
+        for m in EXERCISE.finditer(src):
+            k += 1
+            if (int(m.group("n")), int(m.group("k"))) != (chapter, k):
+                out.append(f"cell {i}: Exercise {m.group('n')}.{m.group('k')} should be Exercise {chapter}.{k}")
+    if chapter is not None and k == 0:
+        out.append("a chapter ends with exercises: none found")
+    gpu = nb.metadata.get("accelerator") == "GPU"
+    if gpu != (path.stem in GPU_CHAPTERS):
+        out.append("Colab GPU metadata (accelerator: GPU) " + ("missing" if not gpu else "on a chapter without a GPU"))
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "book").as_posix())
+def test_notebook_reads_well_outside_the_book(path):
+    found = problems(nbformat.read(path, as_version=4), path)
+    assert not found, "\n".join(found) + "\n(run python book/_scripts/sync_notebooks.py)"
+
+
+def exercises_of_the_book() -> set[tuple[int, int]]:
+    found = set()
+    for path in CHAPTERS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                found.update((int(m.group("n")), int(m.group("k"))) for m in EXERCISE.finditer(cell.source))
+    return found
+
+
+def test_references_to_exercises_exist():
+    """'Exercise 6.2' in the text names an exercise that exists; a bare 'exercise 2' is ambiguous across chapters."""
+    exercises, wrong = exercises_of_the_book(), []
+    sources = [(p, [c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown"])
+               for p in NOTEBOOKS] + [(p, [p.read_text()]) for p in (ROOT / "book").rglob("*.md")]
+    for path, texts in sources:
+        for text in texts:
+            text = EXERCISE.sub("", text)  # the exercises themselves
+            for m in MENTION.finditer(text):
+                if m.group(2) is None or (int(m.group(1)), int(m.group(2))) not in exercises:
+                    wrong.append(f"{path.name}: {m.group(0)!r} in ...{text[max(0, m.start() - 60):m.end() + 20]!r}")
+    assert not wrong, "references to exercises that do not exist (write 'Exercise N.k'):\n" + "\n".join(wrong)
+
+
+def test_sphinx_exercise_is_gone_when_nothing_uses_it():
+    config = (ROOT / "_config.yml").read_text() + (ROOT / "requirements.txt").read_text()
+    users = [p.name for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells
+             if c.cell_type == "markdown" and DIRECTIVE_TEXT.search(c.source)]
+    assert ("sphinx_exercise" in config or "sphinx-exercise" in config) == bool(users), \
+        f"sphinx-exercise is configured but unused, or used by {users} but not configured"
