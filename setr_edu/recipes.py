@@ -27,6 +27,7 @@ from .profile import PROFILES, Profile
 DATASETS = ("synthetic", "ade20k", "cityscapes", "pascal_context", "folder")
 CHOICES = dict(dataset=DATASETS, model=("setr", "cnn"), decoder=("naive", "pup", "mla"),
                encoder=("tiny", "small", "base", "large"), optimizer=("sgd", "adamw"), amp=("auto", "none", "bf16", "fp16"), eval_mode=("whole", "slide"),
+               eval_protocol=("single", "paper", "official"),
                device=("auto", "cpu", "cuda", "mps"))
 
 
@@ -55,7 +56,7 @@ class Recipe:
     encoder_overrides: dict = field(default_factory=dict)  # e.g. {"depth": 4, "embed_dim": 128, "patch_size": 8}
     decoder_channels: int = 256
     aux: bool = True  # auxiliary heads (paper: always on during training)
-    pretrained: str = ""  # "" (from scratch) | "paper" (download the paper's ImageNet-21k ViT) | path to a .pth
+    pretrained: str = ""  # "" | "paper" (the paper's ImageNet-21k ViT) | "deit" (DeiT-B) | "timm:<tag>" | a .pth
     cnn_width: int = 176  # model=cnn only (176: about the size of synthetic_cpu's SETR)
     # --- optimisation (paper §4; fudan-zvg/SETR configs/SETR/*.py) -----------------------------------------------
     optimizer: str = "sgd"  # sgd (the paper's, for fine-tuning) | adamw (training from scratch: the synthetic task)
@@ -77,12 +78,13 @@ class Recipe:
     eval_every: int = 16_000
     eval_mode: str = "whole"  # whole | slide
     slide_stride: int = 0  # 0: 2/3 of the crop, as in the paper's configs
+    eval_protocol: str = "single"  # single | paper (6 ratios 0.5-1.75 + flip) | official (the *_MS config's ratios + flip)
     # --- bookkeeping ------------------------------------------------------------------------------------------
     checkpoint_every: int = 1000
     checkpoint_minutes: float = 10.0  # also write last.pt when this much wall time passed since the last one (0: off)
     log_every: int = 50
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = -1  # DataLoader workers; -1: auto (real data: one per core, at most 8; synthetic: 0)
     device: str = "auto"  # auto | cpu | cuda | mps
 
     # ------------------------------------------------------------------------------------------------------------
@@ -274,8 +276,23 @@ def _official_lr(dataset: str, decoder: str) -> tuple[float, str]:
     return _PAPER_LR[dataset], "official config and paper agree"
 
 
+def official_ms_ratios(recipe: Recipe) -> tuple[float, ...]:
+    """``img_ratios`` of the official ``*_MS.py`` test config for this recipe (fudan-zvg/SETR configs/SETR): the
+    ADE20K Naive, MLA and MLA-DeiT configs list (0.5, 0.75, 1.0), every other one the paper's six ratios."""
+    if recipe.dataset == "ade20k" and recipe.decoder in ("naive", "mla"):
+        return (0.5, 0.75, 1.0)
+    return (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
 def paper_recipe(dataset: str, decoder: str, encoder: str = "large", iters: int | None = None, batch_size: int | None = None) -> Recipe:
-    """The paper's recipe for ``dataset`` x ``decoder`` x ``encoder`` (paper §4, official configs)."""
+    """The paper's recipe for ``dataset`` x ``decoder`` x ``encoder`` (paper §4, official configs).
+
+    ``encoder="deit"``: the -DeiT rows (Tables 2, 4, 5): T-Base shape started from DeiT-B distilled ImageNet-1k
+    weights, with the DeiT configs' taps (those of ``DecoderConfig.for_encoder`` at depth 12)."""
+    if encoder == "deit":
+        r = paper_recipe(dataset, decoder, "base", iters, batch_size)
+        return replace(r, name=r.name.replace("_base", "_deit"), pretrained="deit",
+                       notes=r.notes + "; DeiT-B distilled ImageNet-1k weights (distillation token dropped)").validate()
     d = dict(_DATA[dataset])
     lr, note = _official_lr(dataset, decoder)
     iters = iters or dict(ade20k=160_000, cityscapes=80_000, pascal_context=80_000)[dataset]
@@ -327,6 +344,13 @@ def _named() -> dict[str, typing.Callable[[], Recipe]]:
             for it in (40_000, 80_000):
                 table[f"cityscapes_{dec}{suffix}_{it // 1000}k"] = (
                     lambda d=dec, e=enc, i=it: paper_recipe("cityscapes", d, e, iters=i))
+    for dec in ("pup", "mla"):  # the paper's -DeiT rows: Tables 4 and 5 (PUP, MLA), Table 2 (all three)
+        table[f"ade20k_{dec}_deit"] = lambda d=dec: paper_recipe("ade20k", d, "deit")
+        table[f"pascal_context_{dec}_deit"] = lambda d=dec: paper_recipe("pascal_context", d, "deit")
+    for dec in ("naive", "pup", "mla"):
+        for it in (40_000, 80_000):
+            table[f"cityscapes_{dec}_deit_{it // 1000}k"] = (
+                lambda d=dec, i=it: paper_recipe("cityscapes", d, "deit", iters=i))
     table["ade20k_mla_bs8"] = lambda: paper_recipe("ade20k", "mla", batch_size=8)
     table["pascal_context_mla_bs8"] = lambda: paper_recipe("pascal_context", "mla", batch_size=8)
     for dataset, dec in _COLAB_HOURS:

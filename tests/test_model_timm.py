@@ -118,8 +118,9 @@ def test_loader_accepts_wrapped_official_checkpoints():
     torch.testing.assert_close(enc.blocks[5].attn.qkv.weight, ref.blocks[5].attn.qkv.weight)
 
 
-def test_download_paper_weights_from_url_and_fallback(tmp_path, monkeypatch, capsys):
-    """The real download path, pointed at a local file: hash-checked, cached, then loadable; and timm fallback."""
+def test_download_paper_weights_from_url_hash_checked_no_silent_fallback(tmp_path, monkeypatch):
+    """The real download path, pointed at a local file: hash-checked, cached, then loadable. A corrupted file is
+    refused and deleted; another checkpoint is never substituted unless asked for by name."""
     import hashlib
 
     from setr_edu.model import pretrained
@@ -127,19 +128,55 @@ def test_download_paper_weights_from_url_and_fallback(tmp_path, monkeypatch, cap
     ref = perturbed_timm("vit_tiny_patch16_224")
     raw = tmp_path / "raw.pth"
     torch.save(ref.state_dict(), raw)
-    digest = hashlib.sha256(raw.read_bytes()).hexdigest()[:8]
-    served = tmp_path / f"vit_tiny-{digest}.pth"  # torch.hub checks the hash prefix in the name
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    served = tmp_path / f"vit_tiny-{digest[:8]}.pth"  # the release convention: the hash prefix in the name
     raw.rename(served)
-    monkeypatch.setitem(pretrained.PAPER_WEIGHTS, "tiny", dict(url=served.as_uri(), timm="vit_tiny_patch16_224", note=""))
-    sd = pretrained.download_paper_weights("tiny", cache_dir=tmp_path / "cache")
-    assert (tmp_path / "cache" / served.name).exists()
+    monkeypatch.setitem(pretrained.PAPER_WEIGHTS, "tiny", dict(url=served.as_uri(), sha256=None,
+                                                             timm="vit_tiny_patch16_224", note=""))
+    sd, source = pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / served.name).exists() and f"prefix {digest[:8]} verified" in source
     enc = ViTEncoder(encoder_config("tiny"), img_size=224)
-    assert not load_timm_weights(enc, sd).missing
+    report = load_timm_weights(enc, sd, source=source)
+    assert not report.missing and str(report).startswith(served.name)
+    # the full hash, when pinned, is checked too
+    monkeypatch.setitem(pretrained.PAPER_WEIGHTS["tiny"], "sha256", digest)
+    assert "full SHA-256 verified" in pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache")[1]
+    monkeypatch.setitem(pretrained.PAPER_WEIGHTS["tiny"], "sha256", "0" * 64)
+    with pytest.raises(ValueError, match="does not have the expected SHA-256"):
+        pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / served.name).exists()  # the bad file is gone
 
-    # a corrupted download fails the hash check and falls back to timm's tag (created here without weights)
+    # a corrupted download fails the prefix check; no fallback to timm happens
+    monkeypatch.setitem(pretrained.PAPER_WEIGHTS["tiny"], "sha256", None)
     served.write_bytes(b"not a checkpoint")
     fake = perturbed_timm("vit_tiny_patch16_224")
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: pytest.fail("silent fallback to timm"))
+    with pytest.raises(ValueError, match="expected SHA-256"):
+        pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache2")
+    # an unreachable file: a clear error that names the opt-in substitute
+    monkeypatch.setitem(pretrained.PAPER_WEIGHTS["tiny"], "url", (tmp_path / "gone-12345678.pth").as_uri())
+    with pytest.raises(RuntimeError, match=r"(?s)could not download.*pretrained='timm:vit_tiny_patch16_224'"):
+        pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache3")
+    # asked for by name, the substitute is used and the source says so
     monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False: fake)
-    sd = pretrained.download_paper_weights("tiny", cache_dir=tmp_path / "cache2")
-    assert "falling back to timm 'vit_tiny_patch16_224'" in capsys.readouterr().out
-    assert sd["pos_embed"].shape == (1, 197, 192)
+    sd, source = pretrained.paper_weights("timm:vit_tiny_patch16_224")
+    assert sd["pos_embed"].shape == (1, 197, 192) and "named substitute" in source
+
+
+def test_deit_distilled_weights_load_as_the_official_code_loads_them():
+    """DeiT (distilled): SETR's ViT has one prefix token, so dist_token and pos_embed[:, 1] are dropped."""
+    deit = perturbed_timm("deit_tiny_distilled_patch16_224")
+    sd = deit.state_dict()
+    assert sd["pos_embed"].shape == (1, 2 + 196, 192)
+    enc = ViTEncoder(encoder_config("tiny"), img_size=224)
+    report = load_timm_weights(enc, {"model": sd})  # the DeiT release files wrap the weights in {"model": ...}
+    assert report.distillation_dropped and "distillation token" in str(report)
+    assert "dist_token" in report.dropped and not report.missing and not report.unexpected
+    torch.testing.assert_close(enc.pos_embed[:, :1], sd["pos_embed"][:, :1])
+    torch.testing.assert_close(enc.pos_embed[:, 1:], sd["pos_embed"][:, 2:])
+    # at another size, the patch entries are resized (bilinear, as in the official code), the class entry kept
+    enc384 = ViTEncoder(encoder_config("tiny"), img_size=384)
+    load_timm_weights(enc384, sd)
+    grid = sd["pos_embed"][:, 2:].reshape(1, 14, 14, 192).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(24, 24), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(enc384.pos_embed[:, 1:], expected.flatten(2).transpose(1, 2))

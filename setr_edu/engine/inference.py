@@ -95,12 +95,41 @@ def slide_inference(model: nn.Module, images: torch.Tensor, crop: int | tuple[in
 
 def scaled_size(h: int, w: int, scale: float, min_size: int | None = None) -> tuple[int, int]:
     """``(h, w)`` times ``scale``; with ``min_size`` (the official ``setr_multi_scale``), a short side below it is
-    raised to ``min_size`` keeping the aspect ratio, so sliding windows always fit the ViT's training size."""
+    raised to ``min_size`` keeping the aspect ratio, so sliding windows always fit the ViT's training size.
+    The raised size is computed from ``(h, w)`` as mmcv's ``imrescale`` does (``int(x * f + 0.5)``), so every
+    ratio whose short side falls below ``min_size`` gives exactly the same view."""
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if min_size and min(nh, nw) < min_size:
-        r = min_size / min(nh, nw)
-        nh, nw = max(min_size, round(nh * r)), max(min_size, round(nw * r))
+        r = min_size / min(h, w)
+        nh, nw = max(min_size, int(h * r + 0.5)), max(min_size, int(w * r + 0.5))
     return nh, nw
+
+
+# Named test protocols. "paper": the six ratios the paper's text describes (§4), with flips. "official": the
+# img_ratios of the official *_MS.py config (fudan-zvg/SETR configs/SETR), with flips; the ADE20K Naive and MLA
+# configs list only (0.5, 0.75, 1.0), which the short-side rule (min_size = crop) turns into one scale.
+PAPER_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+PROTOCOLS = ("single", "paper", "official")
+
+
+def protocol_views(protocol: str, official_ratios: Sequence[float] = PAPER_RATIOS) -> tuple[tuple[float, ...], bool]:
+    """``(scales, flip)`` of a named protocol: ``"single"`` (1.0, no flip), ``"paper"`` or ``"official"``
+    (``official_ratios``, e.g. ``setr_edu.recipes.official_ms_ratios(recipe)``). Multi-scale runs use
+    ``min_size=crop`` in :func:`predict`, as the official ``setr_multi_scale`` resize does."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown test protocol {protocol!r}; choose one of {PROTOCOLS}")
+    if protocol == "single":
+        return (1.0,), False
+    return (PAPER_RATIOS if protocol == "paper" else tuple(official_ratios)), True
+
+
+def protocol_sizes(h: int, w: int, protocol: str, crop: int,
+                   official_ratios: Sequence[float] = PAPER_RATIOS) -> list[tuple[int, int]]:
+    """The distinct image sizes a protocol runs on an ``h x w`` (test-resized) image, each also flipped when
+    multi-scale: shows when ratios collapse, e.g. ``(0.5, 0.75, 1.0)`` at crop 512 on a 512x683 image."""
+    scales, _ = protocol_views(protocol, official_ratios)
+    min_size = crop if len(scales) > 1 else None
+    return sorted({scaled_size(h, w, s, min_size) for s in scales})
 
 
 @torch.no_grad()

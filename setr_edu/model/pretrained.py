@@ -8,12 +8,16 @@ encoder has no final LayerNorm and no classifier.
 
 Which weights the paper used: the original Google ViT-L/16 (ImageNet-21k pre-trained, fine-tuned on ImageNet-1k
 at 384), file ``jx_vit_large_p16_384-b3be5167.pth``. timm 1.x no longer has a tag for that exact file, see
-:data:`PAPER_WEIGHTS` and :func:`download_paper_weights`.
+:data:`PAPER_WEIGHTS` and :func:`paper_weights`. The -DeiT rows of the paper start from DeiT-B (distilled,
+ImageNet-1k, 384). :func:`paper_weights` downloads the exact file and checks its SHA-256; a different checkpoint
+(e.g. a timm tag) is used only when asked for by name, and the load report says which weights were loaded.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +26,13 @@ from torch import nn
 
 from .encoder import ViTEncoder, resize_pos_embed
 
-# Weights of the paper's two encoders. url: the file the official code downloads; timm: the closest timm tag.
+# The ImageNet weights the official code starts from (its vit.py ``default_cfgs``; paper §4 and Table 2).
+# ``sha256``: the full hash, or None where nobody has checked it yet (then only the 8-hex prefix that the file name
+# carries is verified, and the full hash computed on download is printed so it can be pinned here).
 PAPER_WEIGHTS = {
     "large": dict(
         url="https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/jx_vit_large_p16_384-b3be5167.pth",
+        sha256=None,
         timm="vit_large_patch16_384.augreg_in21k_ft_in1k",
         note="The official file is the original Google ViT-L/16 (in21k -> in1k @384). timm 1.x only offers the "
              "later AugReg weights for ViT-L/16-384; 'vit_large_patch16_224.orig_in21k' holds the original in21k "
@@ -33,28 +40,42 @@ PAPER_WEIGHTS = {
     ),
     "base": dict(
         url="https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/jx_vit_base_p16_384-83fb41ba.pth",
+        sha256=None,
         timm="vit_base_patch16_384.orig_in21k_ft_in1k",
-        note="Exactly the file the official code used for T-Base.",
+        note="timm's tag holds the same original Google ViT-B/16 weights, re-published on the Hugging Face hub.",
+    ),
+    "deit": dict(  # SETR-*-DeiT (paper Tables 2, 4, 5): T-Base shape, ImageNet-1k DeiT-B distilled @384
+        url="https://dl.fbaipublicfiles.com/deit/deit_base_distilled_patch16_384-d0272ac0.pth",
+        sha256=None,
+        timm="deit_base_distilled_patch16_384.fb_in1k",
+        note="The official README links this exact file. Its distillation token and that token's position "
+             "entry are dropped on load, as the official code does.",
     ),
 }
 
-_DROPPED_PREFIXES = ("norm.", "head.", "fc_norm.", "head_dist.", "pre_logits.")
+_DROPPED_PREFIXES = ("norm.", "head.", "fc_norm.", "head_dist.", "pre_logits.", "dist_token")
 
 
 @dataclass
 class LoadReport:
     """What :func:`load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
-    checkpoint keys the encoder has no place for; ``dropped``: keys ignored on purpose (final norm, classifier)."""
+    checkpoint keys the encoder has no place for; ``dropped``: keys ignored on purpose (final norm, classifier,
+    DeiT's distillation token); ``source``: which weights these are (file, hash check, or a named substitute)."""
 
     loaded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     pos_embed_resized: tuple | None = None
+    distillation_dropped: bool = False
+    source: str = ""
 
     def __str__(self) -> str:
-        s = f"loaded {len(self.loaded)} tensors; missing {self.missing or 'none'}; unexpected {self.unexpected or 'none'}"
+        s = f"{self.source}: " if self.source else ""
+        s += f"loaded {len(self.loaded)} tensors; missing {self.missing or 'none'}; unexpected {self.unexpected or 'none'}"
         s += f"; dropped {len(self.dropped)} (final norm / classifier)"
+        if self.distillation_dropped:
+            s += "; DeiT distillation token and its position entry dropped (as the official SETR code does)"
         if self.pos_embed_resized:
             s += f"; pos_embed resized {self.pos_embed_resized[0]} -> {self.pos_embed_resized[1]}"
         return s
@@ -67,7 +88,7 @@ def _grid_of(num_patches: int) -> tuple[int, int]:
     return side, side
 
 
-def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = True) -> LoadReport:
+def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = True, source: str = "") -> LoadReport:
     """Copy a timm ViT's weights into ``encoder``, resizing the position embedding to the encoder's grid.
 
     Args:
@@ -75,7 +96,10 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
         state_dict_or_model: a timm ``VisionTransformer`` or its ``state_dict()`` (also the official ``.pth``
             files, optionally wrapped in ``{"model": ...}`` or ``{"state_dict": ...}``).
         strict: raise if an encoder tensor is missing from the checkpoint.
+        source: which weights these are, for the report (e.g. what :func:`paper_weights` returns).
 
+    DeiT (distilled) checkpoints load the way the official SETR code loads them: one prefix token, so the
+    distillation token and its position entry are dropped (``report.distillation_dropped``).
     Raises a ``ValueError`` naming the tensor when the checkpoint's architecture differs (depth, width, patch size,
     qkv bias). Uses the encoder's ``pos_resize`` mode ("bilinear" as in SETR, or "bicubic" as in timm).
     """
@@ -85,7 +109,7 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
             sd = sd[wrapper]
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     target = encoder.state_dict()
-    report = LoadReport()
+    report = LoadReport(source=source)
 
     ckpt_depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
     if ckpt_depth and ckpt_depth != encoder.config.depth:
@@ -95,6 +119,9 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
     if ckpt_width is not None and ckpt_width != encoder.config.embed_dim:
         raise ValueError(f"checkpoint is {ckpt_width} wide but the encoder is {encoder.config.embed_dim} wide; "
                          f"build the matching preset (tiny 192, small 384, base 768, large 1024)")
+    if "dist_token" in sd:  # DeiT (distilled): prefix [cls, dist]; SETR keeps pos_embed[:, 0] + the patch entries
+        sd = {**sd, "pos_embed": torch.cat([sd["pos_embed"][:, :1], sd["pos_embed"][:, 2:]], dim=1)}
+        report.distillation_dropped = True
     new = {}
     for key, value in sd.items():
         if key.startswith(_DROPPED_PREFIXES):
@@ -121,20 +148,75 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
     return report
 
 
-def download_paper_weights(encoder: str = "large", cache_dir: str | os.PathLike | None = None) -> dict:
-    """Download the official code's ImageNet-21k ViT checkpoint (needs internet) and return its state dict.
+def sha256_of(path: str | os.PathLike) -> str:
+    """Full SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    Falls back to timm's closest tag (``PAPER_WEIGHTS[encoder]["timm"]``) via ``timm.create_model(...,
-    pretrained=True)`` if the original release file is no longer reachable. Files are cached in
-    ``cache_dir`` (default ``~/.cache/setr_edu``) and reused.
-    """
-    info = PAPER_WEIGHTS[encoder]
+
+def verify_file(path: Path, url: str, sha256: str | None) -> str:
+    """Check ``path`` against the full ``sha256`` (when known) and the hash prefix in the URL's file name
+    (``name-<8 hex>.pth``, the convention of timm, DeiT and mmsegmentation releases). Returns what was verified;
+    raises ``ValueError`` (and deletes the file) on a mismatch."""
+    actual = sha256_of(path)
+    m = re.search(r"-([0-9a-f]{8,})\.pth?$", url)
+    expected = sha256 or (m[1] if m else None)
+    if expected is None:
+        return f"{path.name} (no hash known: UNVERIFIED, sha256 {actual})"
+    if not actual.startswith(expected):
+        path.unlink()
+        raise ValueError(f"{path.name} does not have the expected SHA-256 ({expected}...; got {actual}): the download "
+                         f"is corrupt or the file changed upstream. It was deleted; run again to re-download.")
+    if sha256:
+        return f"{path.name} (full SHA-256 verified)"
+    return f"{path.name} (SHA-256 prefix {expected} verified; full hash {actual} not pinned in setr_edu)"
+
+
+def fetch_verified(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """Download ``url`` once into ``cache_dir`` (default ``~/.cache/setr_edu``), verify it, return
+    ``(path, what was verified)``. Never substitutes another file: a failure raises with what to do."""
     cache = Path(cache_dir or Path.home() / ".cache" / "setr_edu")
     cache.mkdir(parents=True, exist_ok=True)
-    try:
-        return torch.hub.load_state_dict_from_url(info["url"], model_dir=str(cache), map_location="cpu", check_hash=True)
-    except Exception as err:  # network error, 404: try timm's hub copy
+    path = cache / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        tmp = path.with_name(path.name + ".part")
+        try:
+            torch.hub.download_url_to_file(url, str(tmp), progress=True)
+        except Exception as err:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"could not download {url} ({type(err).__name__}: {err}). Download it by hand and put "
+                               f"it at {path}, then run again.") from err
+        tmp.rename(path)
+    return path, verify_file(path, url, sha256)
+
+
+def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = None) -> tuple[dict, str]:
+    """The exact ImageNet checkpoint the official code starts from: ``(state_dict, source)``.
+
+    ``name``: ``"large"`` (T-Large), ``"base"`` (T-Base) or ``"deit"`` (DeiT-B distilled, for the -DeiT rows), or a
+    named substitute ``"timm:<tag>"`` (e.g. ``PAPER_WEIGHTS["large"]["timm"]``), which is used only when asked
+    for by name. The paper's files are hash-checked (:func:`verify_file`) and never silently replaced.
+    """
+    if name.startswith("timm:"):
         import timm
 
-        print(f"could not fetch {info['url']} ({err}); falling back to timm '{info['timm']}'. {info['note']}")
-        return timm.create_model(info["timm"], pretrained=True).state_dict()
+        tag = name.removeprefix("timm:")
+        return timm.create_model(tag, pretrained=True).state_dict(), f"timm '{tag}' (a named substitute, not the paper's file)"
+    if name not in PAPER_WEIGHTS:
+        raise ValueError(f"unknown paper weights {name!r}; choose one of {sorted(PAPER_WEIGHTS)} or 'timm:<tag>'")
+    info = PAPER_WEIGHTS[name]
+    try:
+        path, verified = fetch_verified(info["url"], info["sha256"], cache_dir)
+    except RuntimeError as err:
+        raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: pretrained='timm:{info['timm']}' "
+                           f"loads timm's closest tag. {info['note']}") from None
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    return sd, verified
+
+
+def download_paper_weights(encoder: str = "large", cache_dir: str | os.PathLike | None = None) -> dict:
+    """The state dict of :func:`paper_weights` (kept for older code; prefer ``paper_weights`` for the source)."""
+    return paper_weights(encoder, cache_dir)[0]
