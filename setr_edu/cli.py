@@ -87,7 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="a named recipe or a recipe file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
 
-    sub.add_parser("bench", help="speed / memory benchmarks against timm (setr_edu.perf.bench)", add_help=False)
+    from .data.download import add_arguments as data_arguments
+
+    p = sub.add_parser("data", help="get a dataset: download ADE20K, unpack, check the layout, or say what to do",
+                       description="Make a dataset ready in --root: ADE20K is downloaded (resumable, md5-checked; "
+                       "--archive keeps the zip on e.g. Google Drive and reuses it), the Cityscapes zips are "
+                       "unpacked once you have downloaded them; every dataset's layout is checked, and what needs "
+                       "a login (Cityscapes, Pascal Context) is explained step by step. Exit status 2: not ready.")
+    data_arguments(p)
+    sub.add_parser("bench", help="speed / memory benchmarks against timm (setr_edu.perf.bench); "
+                   "`bench data`: the data pipeline (setr_edu.perf.data_bench)", add_help=False)
     sub.add_parser("grade", help="grade a course assignment (setr_edu.checks.grade)", add_help=False)
     return parser
 
@@ -303,6 +312,12 @@ def cmd_recipes(args) -> int:
     return 0
 
 
+def _cmd_data(args) -> int:
+    from .data.download import command
+
+    return command(args)
+
+
 def _delegate(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -316,6 +331,8 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "data"]:  # the data-pipeline benchmark parses its own options
+        return _delegate("setr_edu.perf.data_bench", argv[2:])
     if argv and argv[0] == "bench":  # owned by setr_edu.perf / setr_edu.checks: they parse their own options
         return _delegate("setr_edu.perf.bench", argv[1:])
     if argv and argv[0] == "grade":
@@ -330,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .engine.trainer import TrainingError, TrainingInterrupted
 
-    command = dict(train=cmd_train, eval=cmd_eval, predict=cmd_predict, recipes=cmd_recipes)[args.command]
+    command = dict(train=cmd_train, eval=cmd_eval, predict=cmd_predict, recipes=cmd_recipes,
+                   data=_cmd_data)[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:  # SIGINT / SIGTERM during training: the checkpoint is saved

@@ -1,9 +1,4 @@
-"""Real-layout dataset loaders on tiny fixture folders (JPEG/PNG written with PIL), and the download helpers."""
-import functools
-import hashlib
-import http.server
-import threading
-import zipfile
+"""Real-layout dataset loaders on tiny fixture folders (JPEG/PNG written with PIL), and DataLoader settings."""
 
 import numpy as np
 import pytest
@@ -11,7 +6,6 @@ import torch
 from PIL import Image
 
 from setr_edu.data import ADE20K, Cityscapes, DatasetNotFoundError, FolderDataset, PascalContext, train_pipeline
-from setr_edu.data import download as dl
 
 
 def _write(path, array, fmt=None):
@@ -147,91 +141,47 @@ def test_loader_with_the_paper_augmentation_pads_with_ignore(tmp_path):
     assert torch.equal(ds[0][0], image)  # seeded by (seed, epoch, index)
 
 
-# ---------------------------------------------------------------- downloads (local server only)
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves files with Range support; ``cut`` makes the next full response stop after that many bytes."""
+# ---------------------------------------------------------------- DataLoader settings (setr_edu/data/loader.py)
+def test_worker_defaults_are_sized_to_the_machine(monkeypatch):
+    from setr_edu.data import loader as L
 
-    state = {"ranges": [], "cut": None, "ignore_range": False}
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        data = (self.directory_path / self.path.lstrip("/")).read_bytes()
-        rng = self.headers.get("Range")
-        self.state["ranges"].append(rng)
-        start = int(rng.split("=")[1].split("-")[0]) if rng and not self.state["ignore_range"] else 0
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body = data[start:]
-        if self.state["cut"] is not None:
-            body, self.state["cut"] = body[: self.state["cut"]], None
-        self.wfile.write(body)
+    monkeypatch.setattr(L, "usable_cores", lambda: 16)
+    assert L.default_num_workers() == 8 and L.default_num_workers(local_world_size=4) == 4
+    monkeypatch.setattr(L, "usable_cores", lambda: 2)  # a Colab T4
+    assert L.default_num_workers() == 2 and L.default_num_workers(local_world_size=8) == 1
+    assert L.resolve_num_workers(-1, "ade20k") == 2 and L.resolve_num_workers(-1, "synthetic") == 0
+    assert L.resolve_num_workers(0, "ade20k") == 0 and L.resolve_num_workers(3, "synthetic") == 3
+    kw = L.loader_kwargs(2, "cuda")
+    assert kw["pin_memory"] and kw["persistent_workers"] and kw["num_workers"] == 2 and kw["prefetch_factor"]
+    kw = L.loader_kwargs(0, "cpu")
+    assert not kw["pin_memory"] and not kw["persistent_workers"] and kw["worker_init_fn"] is None
 
 
-@pytest.fixture
-def server(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(_Handler, directory=str(served))
-    _Handler.directory_path = served
-    _Handler.state.update(ranges=[], cut=None, ignore_range=False)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def test_worker_init_single_threads_opencv_then_calls_the_next_hook():
+    import cv2
+
+    from setr_edu.data import loader as L
+
+    calls, before = [], cv2.getNumThreads()
+    try:
+        L.loader_kwargs(2, "cpu", worker_init_fn=calls.append)["worker_init_fn"](5)
+        assert calls == [5] and cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
 
 
-def test_download_resumes_with_range_verifies_and_renames_atomically(server, tmp_path):
-    served, url = server
-    payload = np.random.default_rng(0).integers(0, 256, 300_000).astype(np.uint8).tobytes()
-    (served / "blob.bin").write_bytes(payload)
-    sha, md5 = hashlib.sha256(payload).hexdigest(), hashlib.md5(payload).hexdigest()
-    dest = tmp_path / "out" / "blob.bin"
-    _Handler.state["cut"] = 100_000  # the first response dies after 100 kB
-    with pytest.raises(ConnectionError, match="resume"):
-        dl.download_url(f"{url}/blob.bin", dest, sha256=sha, retries=0, progress=False, chunk_size=4096)
-    part = dest.with_name("blob.bin.part")
-    assert not dest.exists() and part.stat().st_size == 100_000  # nothing under the final name yet
-    assert dl.download_url(f"{url}/blob.bin", dest, sha256=sha, md5=md5, progress=False) == dest
-    assert _Handler.state["ranges"][-1] == "bytes=100000-"  # resumed, not restarted
-    assert dest.read_bytes() == payload and not part.exists()
-    # automatic retry inside one call: cut again, the retry resumes
-    dest.unlink()
-    _Handler.state["cut"] = 50_000
-    dl.download_url(f"{url}/blob.bin", dest, sha256=sha, retries=2, progress=False)
-    assert dest.read_bytes() == payload and _Handler.state["ranges"][-1] == "bytes=50000-"
+def test_training_on_a_real_layout_uses_workers_by_default(tmp_path, monkeypatch):
+    from engine_helpers import tiny_recipe
+    from setr_edu.data import loader as L
+    from setr_edu.engine.trainer import Trainer
 
-
-def test_download_restarts_when_range_is_ignored_and_rejects_bad_checksums(server, tmp_path):
-    served, url = server
-    payload = b"0123456789" * 1000
-    (served / "f.bin").write_bytes(payload)
-    dest = tmp_path / "f.bin"
-    dest.with_name("f.bin.part").write_bytes(b"garbage")
-    _Handler.state["ignore_range"] = True
-    dl.download_url(f"{url}/f.bin", dest, md5=hashlib.md5(payload).hexdigest(), progress=False)
-    assert dest.read_bytes() == payload
-    other = tmp_path / "g.bin"
-    with pytest.raises(dl.ChecksumError, match="deleted"):
-        dl.download_url(f"{url}/f.bin", other, sha256="0" * 64, progress=False)
-    assert not other.exists() and not other.with_name("g.bin.part").exists()
-
-
-def test_extract_zip_and_refuse_path_traversal(tmp_path):
-    archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("ADEChallengeData2016/images/training/x.jpg", b"jpg")
-    dl.extract(archive, tmp_path / "data")
-    assert (tmp_path / "data" / "ADEChallengeData2016" / "images" / "training" / "x.jpg").read_bytes() == b"jpg"
-    evil = tmp_path / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as z:
-        z.writestr("../escaped.txt", b"x")
-    with pytest.raises(ValueError, match="outside"):
-        dl.extract(evil, tmp_path / "data")
-    assert not (tmp_path / "escaped.txt").exists()
+    monkeypatch.setattr(L, "usable_cores", lambda: 2)
+    root = _ade(tmp_path)
+    r = tiny_recipe(dataset="ade20k", data_root=str(root), train_scale=(32, 16), num_classes=150)
+    assert r.num_workers == -1  # "auto" is the default
+    loader = Trainer(r, tmp_path / "run", progress=False, log=None).loader()
+    assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory  # CPU: nothing to pin
+    images, labels = next(iter(loader))
+    assert images.shape == (4, 3, 32, 32) and labels.shape == (4, 32, 32)
+    synthetic = Trainer(tiny_recipe(), tmp_path / "run2", progress=False, log=None).loader()
+    assert synthetic.num_workers == 0  # generated in memory: workers would only copy it

@@ -1,9 +1,13 @@
-"""Download helpers: resumable, checksummed, atomic. Only ADE20K is freely downloadable; for Cityscapes and
-Pascal Context :func:`instructions` says where to get them and which layout to create.
+"""Getting the data: resumable, checksummed, atomic downloads, and ``python -m setr_edu data DATASET --root DIR``.
+
+Only ADE20K is freely downloadable; for Cityscapes and Pascal Context :func:`instructions` says where to get them
+and which layout to create, and :func:`prepare` unpacks the official Cityscapes zips once they are in ``DIR``.
 
 :func:`download_url` writes to ``<file>.part``, resumes an interrupted transfer with an HTTP ``Range`` request,
 checks the md5 / sha256 and only then renames the file into place (``os.replace``, atomic), so a file with the
 final name is always complete. :func:`extract` unpacks zip / tar archives safely (no paths outside the target).
+:func:`download_ade20k` can keep the archive somewhere that outlives the machine (``archive=`` a path on Google
+Drive): reused when it is there, downloaded there otherwise, copied to local disk and unpacked.
 
     >>> print(instructions("cityscapes").splitlines()[0])
     Cityscapes (19 classes) is not freely downloadable: register and download it yourself.
@@ -40,15 +44,19 @@ ADE20K_ZIP = Resource("http://data.csail.mit.edu/places/ADEchallenge/ADEChalleng
                       "ADEChallengeData2016.zip", md5="7328b3957e407ddae1d3cbf487f149ef", size_hint="923 MB")
 
 INSTRUCTIONS = {
-    "ade20k": """ADE20K SceneParsing (150 classes) is freely downloadable:
-    from setr_edu.data.download import download_ade20k; download_ade20k("data/ade20k")
-or by hand: {url} ({size}, md5 {md5}), unzipped so that this layout exists:
+    "ade20k": """ADE20K SceneParsing (150 classes) is freely downloadable (resumable, checksummed):
+    python -m setr_edu data ade20k --root <root>
+(on Colab, add --archive /content/drive/MyDrive/ADEChallengeData2016.zip to keep the zip on Drive for next time;
+in Python: setr_edu.data.download_ade20k("<root>")), or by hand:
+    {url} ({size}, md5 {md5}), unzipped so that this layout exists:
     <root>/ADEChallengeData2016/images/training/ADE_train_00000001.jpg ...      (20,210 images)
     <root>/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg ...     (2,000 images)
     <root>/ADEChallengeData2016/annotations/{{training,validation}}/*.png         (same stems, values 0-150)""",
     "cityscapes": """Cityscapes (19 classes) is not freely downloadable: register and download it yourself.
 1. Register at https://www.cityscapes-dataset.com/ and download leftImg8bit_trainvaltest.zip (11 GB) and
-   gtFine_trainvaltest.zip (241 MB) from https://www.cityscapes-dataset.com/downloads/ ; unzip both into <root>.
+   gtFine_trainvaltest.zip (241 MB) from https://www.cityscapes-dataset.com/downloads/ into <root>, then unzip
+   them there with
+       python -m setr_edu data cityscapes --root <root>
 2. Create the 19-class label maps: pip install cityscapesscripts, then
        CITYSCAPES_DATASET=<root> csCreateTrainIdLabelImgs
 3. The layout is then:
@@ -68,12 +76,14 @@ or by hand: {url} ({size}, md5 {md5}), unzipped so that this layout exists:
 }
 
 
-def instructions(dataset: str) -> str:
-    """Where to get ``dataset`` ("ade20k" | "cityscapes" | "pascal_context" | "folder") and its expected layout."""
+def instructions(dataset: str, root: str | Path = "<root>") -> str:
+    """Where to get ``dataset`` ("ade20k" | "cityscapes" | "pascal_context" | "folder") and its expected layout,
+    with ``root`` written into the commands."""
     if dataset not in INSTRUCTIONS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(INSTRUCTIONS)}")
     r = ADE20K_ZIP  # only the ADE20K text has {placeholders}
-    return INSTRUCTIONS[dataset].format(url=r.url, size=r.size_hint, md5=r.md5) if dataset == "ade20k" else INSTRUCTIONS[dataset]
+    text = INSTRUCTIONS[dataset].format(url=r.url, size=r.size_hint, md5=r.md5) if dataset == "ade20k" else INSTRUCTIONS[dataset]
+    return text.replace("<root>", str(root))
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
@@ -198,15 +208,112 @@ def _check_members(names, root: Path) -> None:
             raise ValueError(f"archive member {name!r} would be written outside {root}; refusing to extract")
 
 
-def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False, progress: bool = True) -> Path:
-    """Download (923 MB, resumable) and unpack ADE20K SceneParsing into ``root``; returns
-    ``root/ADEChallengeData2016``. Does nothing if that folder already holds both splits."""
+def copy_file(src: str | Path, dest: str | Path, chunk_size: int = 16 << 20) -> Path:
+    """Copy ``src`` to ``dest`` through ``dest.part`` and an atomic rename (a cut copy never looks complete)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    with open(src, "rb") as fin, open(part, "wb") as fout:
+        shutil.copyfileobj(fin, fout, chunk_size)
+    os.replace(part, dest)
+    return dest
+
+
+def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False, progress: bool = True,
+                    archive: str | Path | None = None, url: str | None = None, md5: str | None = ADE20K_ZIP.md5,
+                    log=print) -> Path:
+    """Download (923 MB, resumable, md5-checked) and unpack ADE20K SceneParsing into ``root``; returns
+    ``root/ADEChallengeData2016``. Does nothing if that folder already holds both splits.
+
+    ``archive``: where the zip is kept between sessions (e.g. ``/content/drive/MyDrive/ADEChallengeData2016.zip``).
+    If it exists it is checked and reused (nothing is downloaded); otherwise it is downloaded there (an interrupted
+    download resumes from ``archive.part`` next time). Either way it is copied to ``root`` (local disk: unpacking
+    from a network drive is slow), unpacked, and the local copy removed. ``url``/``md5``: a mirror and its checksum.
+    """
     root = Path(root)
     target = root / "ADEChallengeData2016"
     if all((target / kind / split).is_dir() for kind in ("images", "annotations") for split in ("training", "validation")):
         return target
-    archive = download_url(ADE20K_ZIP.url, root / ADE20K_ZIP.filename, md5=ADE20K_ZIP.md5, progress=progress)
-    extract(archive, root)
+    local = root / ADE20K_ZIP.filename
+    if archive is not None:
+        archive = Path(archive).expanduser()
+        if archive.is_file():
+            log(f"reusing {archive} (checking its md5)")
+            verify(archive, md5=md5)
+        else:
+            download_url(url or ADE20K_ZIP.url, archive, md5=md5, progress=progress)
+        if archive.resolve() != local.resolve():
+            log(f"copying {archive} to {local}")
+            copy_file(archive, local)
+        keep_archive = keep_archive or archive.resolve() == local.resolve()
+    else:
+        download_url(url or ADE20K_ZIP.url, local, md5=md5, progress=progress)
+    log(f"unpacking {local} into {root}")
+    extract(local, root)
     if not keep_archive:
-        archive.unlink()
+        local.unlink()
     return target
+
+
+# --- python -m setr_edu data ----------------------------------------------------------------------------------------
+OFFICIAL_SIZES = dict(ade20k=(20_210, 2_000), cityscapes=(2_975, 500), pascal_context=(4_996, 5_104))
+CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
+
+
+def check_layout(dataset: str, root: str | Path) -> dict[str, int]:
+    """Images per split (``{"train": n, "val": m}``) of ``dataset`` at ``root``, read by the dataset classes
+    themselves; raises :class:`~setr_edu.data.datasets.DatasetNotFoundError` saying what is missing."""
+    from . import datasets as D
+
+    cls = dict(ade20k=D.ADE20K, cityscapes=D.Cityscapes, pascal_context=D.PascalContext)[dataset]
+    return {split: len(cls(root, split=split)) for split in ("train", "val")}
+
+
+def prepare(dataset: str, root: str | Path, archive: str | Path | None = None, url: str | None = None,
+            md5: str | None = None, keep_archive: bool = False, progress: bool = True, log=print) -> int:
+    """``python -m setr_edu data``: make ``dataset`` ready at ``root``; returns the exit status (0: ready,
+    2: something only the user can do, explained)."""
+    from .datasets import DatasetNotFoundError
+
+    root = Path(root).expanduser()
+    if dataset == "ade20k":
+        download_ade20k(root, keep_archive, progress, archive, url, md5 or ADE20K_ZIP.md5, log)
+    elif dataset == "cityscapes" and all((root / z).is_file() for z in CITYSCAPES_ZIPS) \
+            and not (root / "leftImg8bit").is_dir():
+        for z in CITYSCAPES_ZIPS:
+            log(f"unpacking {root / z}")
+            extract(root / z, root)
+    try:
+        counts = check_layout(dataset, root)
+    except DatasetNotFoundError as err:
+        log(f"{dataset} is not ready in {root}: {str(err).splitlines()[0]}\n\n{instructions(dataset, root)}")
+        return 2
+    official = dict(zip(("train", "val"), OFFICIAL_SIZES[dataset]))
+    log(f"{dataset} is ready in {root}: {counts['train']} training and {counts['val']} validation images")
+    if counts != official:
+        log(f"note: the official {dataset} has {official['train']} and {official['val']}; is this a partial copy?")
+    return 0
+
+
+def add_arguments(p) -> None:
+    """The options of ``python -m setr_edu data`` (an ``argparse`` parser)."""
+    p.add_argument("dataset", choices=("ade20k", "cityscapes", "pascal_context"), help="which dataset")
+    p.add_argument("--root", required=True, metavar="DIR", help="the dataset folder (the recipes' data_root)")
+    p.add_argument("--archive", metavar="ZIP", help="ade20k: keep the zip here between sessions (e.g. on Google "
+                   "Drive): reused if present, else downloaded here")
+    p.add_argument("--keep-archive", action="store_true", help="ade20k: keep the downloaded zip in DIR")
+    p.add_argument("--url", help="ade20k: download from this mirror instead")
+    p.add_argument("--md5", help="ade20k: expected md5 of the zip (default: the official file's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def command(args) -> int:
+    """Run ``python -m setr_edu data`` with parsed ``args`` (see :func:`add_arguments`)."""
+    import sys
+
+    try:
+        return prepare(args.dataset, args.root, args.archive, args.url, args.md5, args.keep_archive,
+                       progress=not args.no_progress)
+    except (ChecksumError, ConnectionError, urllib.error.URLError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -13,6 +13,11 @@ float32), label ``(H, W)`` numpy. PIL images and ``(3, H, W)`` tensors are accep
 :class:`Compose`. Randomness comes only from a ``numpy.random.Generator`` passed as ``rng``: the datasets pass
 one seeded by ``(seed, epoch, index)``, so an augmented sample is reproducible no matter which DataLoader worker
 draws it, and a resumed run sees exactly the same crops (see :class:`SeededTransforms`).
+
+The classes here are the readable version. :func:`train_pipeline` and :func:`test_pipeline` return, by default, a
+:class:`~setr_edu.data.fast_transforms.FastCompose` of the same steps: the same random draws and the same geometry,
+computed with OpenCV and lookup tables (about 4x faster on one core; ``setr_edu/data/fast_transforms.py`` says
+exactly how far apart the two can be). ``fast=False`` gives the readable :class:`Compose`.
 """
 from __future__ import annotations
 
@@ -30,18 +35,24 @@ def to_tensor(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch
     return ToTensor()(*Normalize()(image, label))
 
 
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output index for nearest-neighbour resizing ``n_in -> n_out`` pixels:
+    ``floor(i * n_in / n_out)`` (OpenCV's ``INTER_NEAREST``, which mmcv/mmseg use for labels; computed in double
+    precision as OpenCV does). ``label[np.ix_(rows, cols)]`` is then the resized label."""
+    return np.minimum(np.floor(np.arange(n_out) * (1.0 / (n_out / n_in))).astype(np.int64), n_in - 1)
+
+
 def resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]):
     """Resize to ``size = (H, W)``: image bilinear (align_corners=False, no antialias, like OpenCV's INTER_LINEAR),
-    label nearest (like OpenCV's INTER_NEAREST). ``label=None`` resizes the image only."""
+    label nearest (:func:`nearest_indices`). ``label=None`` resizes the image only."""
     t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, 3, H, W)
     out = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
     if image.dtype == np.uint8:
         out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if label is None:
         return out, None
-    lab = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))[None, None].float()
-    lab = F.interpolate(lab, size=size, mode="nearest")[0, 0].numpy().astype(label.dtype)
-    return out, lab
+    rows, cols = nearest_indices(label.shape[0], size[0]), nearest_indices(label.shape[1], size[1])
+    return out, label[np.ix_(rows, cols)]
 
 
 def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
@@ -56,16 +67,26 @@ class RandomResize:
 
     ``img_scale`` is the base scale as (long, short) in any order, e.g. (2048, 512) for ADE20K. With
     ``ratio_range=None`` the ratio is 1 (the deterministic test-time resize). ``resize_label=False`` leaves the
-    label at its original size (test time: metrics are computed at the original resolution, as in mmseg)."""
+    label at its original size (test time: metrics are computed at the original resolution, as in mmseg).
+    ``short_side=True``: the short side becomes ``min(img_scale x ratio)`` whatever the long side (the test-time
+    resize of the paper-era official code for Pascal Context, ``Resize(dataset='pascal_context')`` in
+    fudan-zvg/SETR's first commit: 375x500 -> 520x693 with img_scale (520, 520))."""
 
     def __init__(self, img_scale: tuple[int, int], ratio_range: tuple[float, float] | None = (0.5, 2.0),
-                 resize_label: bool = True):
+                 resize_label: bool = True, short_side: bool = False):
         self.img_scale, self.ratio_range, self.resize_label = tuple(img_scale), ratio_range, resize_label
+        self.short_side = short_side
 
-    def __call__(self, image, label, rng: np.random.Generator):
+    def draw_size(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int]:
+        """Draw the ratio and return the output size ``(new_h, new_w)`` for an ``h x w`` image."""
         ratio = 1.0 if self.ratio_range is None else rng.uniform(*self.ratio_range)
         scale = (int(self.img_scale[0] * ratio), int(self.img_scale[1] * ratio))
-        size = rescale_size(image.shape[0], image.shape[1], scale)
+        if self.short_side:  # official: target (short, short * long / short), then mmcv's imrescale to it
+            scale = (min(scale), min(scale) * max(h, w) / min(h, w))
+        return rescale_size(h, w, scale)
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        size = self.draw_size(image.shape[0], image.shape[1], rng)
         image_out, label_out = resize(image, label if self.resize_label else None, size)
         return image_out, (label_out if self.resize_label else label)
 
@@ -87,17 +108,25 @@ class RandomCrop:
         return y, min(y + self.crop[0], h), x, min(x + self.crop[1], w)
 
     def accept(self, label_crop: np.ndarray) -> bool:
-        values, counts = np.unique(label_crop, return_counts=True)
-        counts = counts[values != self.ignore_index]
+        counts = np.bincount(label_crop.ravel(), minlength=256)  # pixels per label value (uint8 labels)
+        counts = counts[np.arange(len(counts)) != self.ignore_index]
+        counts = counts[counts > 0]
         return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
 
-    def __call__(self, image, label, rng: np.random.Generator):
+    def choose(self, label: np.ndarray, rng: np.random.Generator, accept=None) -> tuple[int, int, int, int]:
+        """The crop window ``(y0, y1, x0, x1)`` for ``label``, with the ``cat_max_ratio`` re-draws (``accept``:
+        another implementation of :meth:`accept`)."""
+        accept = accept or self.accept
         y0, y1, x0, x1 = self.window(*label.shape[:2], rng)
         if self.cat_max_ratio < 1:
             for _ in range(10):
-                if self.accept(label[y0:y1, x0:x1]):
+                if accept(label[y0:y1, x0:x1]):
                     break
                 y0, y1, x0, x1 = self.window(*label.shape[:2], rng)
+        return y0, y1, x0, x1
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        y0, y1, x0, x1 = self.choose(label, rng)
         return image[y0:y1, x0:x1], label[y0:y1, x0:x1]
 
 
@@ -107,8 +136,11 @@ class RandomFlip:
     def __init__(self, prob: float = 0.5):
         self.prob = prob
 
+    def draw(self, rng: np.random.Generator) -> bool:
+        return bool(rng.uniform() < self.prob)
+
     def __call__(self, image, label, rng: np.random.Generator):
-        if rng.uniform() < self.prob:
+        if self.draw(rng):
             return image[:, ::-1], label[:, ::-1]
         return image, label
 
@@ -129,25 +161,39 @@ class PhotoMetricDistortion:
     def _convert(x: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
         return np.clip(x.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
-    def __call__(self, image, label, rng: np.random.Generator):
-        img = image
-        if rng.integers(2):  # brightness
-            img = self._convert(img, beta=rng.uniform(-self.brightness_delta, self.brightness_delta))
+    def draw(self, rng: np.random.Generator) -> list[tuple[str, float]]:
+        """The random steps in the order they apply, e.g. ``[("brightness", 12.5), ("hue", -7)]``."""
+        steps = []
+        if rng.integers(2):
+            steps.append(("brightness", rng.uniform(-self.brightness_delta, self.brightness_delta)))
         mode = rng.integers(2)
         if mode == 1 and rng.integers(2):  # contrast first
-            img = self._convert(img, alpha=rng.uniform(*self.contrast_range))
-        if rng.integers(2):  # saturation
-            hsv = rgb_to_hsv(img)
-            hsv[..., 1] = self._convert(hsv[..., 1], alpha=rng.uniform(*self.saturation_range))
-            img = hsv_to_rgb(hsv)
-        if rng.integers(2):  # hue
-            hsv = rgb_to_hsv(img)
-            delta = rng.integers(-self.hue_delta, self.hue_delta) if self.hue_delta else 0  # numpy randint: high is exclusive, as in mmseg
-            hsv[..., 0] = (hsv[..., 0].astype(np.int64) + delta) % 180
-            img = hsv_to_rgb(hsv)
+            steps.append(("contrast", rng.uniform(*self.contrast_range)))
+        if rng.integers(2):
+            steps.append(("saturation", rng.uniform(*self.saturation_range)))
+        if rng.integers(2):  # numpy's integers: high is exclusive, as in mmseg's randint
+            steps.append(("hue", rng.integers(-self.hue_delta, self.hue_delta) if self.hue_delta else 0))
         if mode == 0 and rng.integers(2):  # contrast last
-            img = self._convert(img, alpha=rng.uniform(*self.contrast_range))
-        return img, label
+            steps.append(("contrast", rng.uniform(*self.contrast_range)))
+        return steps
+
+    def apply(self, img: np.ndarray, steps: list[tuple[str, float]]) -> np.ndarray:
+        for name, value in steps:
+            if name == "brightness":
+                img = self._convert(img, beta=value)
+            elif name == "contrast":
+                img = self._convert(img, alpha=value)
+            else:
+                hsv = rgb_to_hsv(img)
+                if name == "saturation":
+                    hsv[..., 1] = self._convert(hsv[..., 1], alpha=value)
+                else:
+                    hsv[..., 0] = (hsv[..., 0].astype(np.int64) + value) % 180
+                img = hsv_to_rgb(hsv)
+        return img
+
+    def __call__(self, image, label, rng: np.random.Generator):
+        return self.apply(image, self.draw(rng)), label
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
@@ -160,7 +206,8 @@ def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
     dd = np.maximum(d, 1e-6)
     h = np.where(v == r, 60 * (g - b) / dd, np.where(v == g, 120 + 60 * (b - r) / dd, 240 + 60 * (r - g) / dd))
     h = np.where(d == 0, 0, h) % 360
-    return np.stack([np.rint(h / 2) % 180, np.rint(s), v], -1).astype(np.uint8)
+    # round half up, as OpenCV's integer conversion does (np.rint would round half to even)
+    return np.stack([np.floor(h / 2 + 0.5) % 180, np.floor(s + 0.5), v], -1).astype(np.uint8)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
@@ -233,18 +280,29 @@ def _as_numpy(image, label):
 
 
 def train_pipeline(crop: int | tuple[int, int], img_scale: tuple[int, int], ratio_range=(0.5, 2.0),
-                   cat_max_ratio: float = 0.75, flip_prob: float = 0.5, photometric: bool = True) -> Compose:
-    """The paper's training augmentation (paper §4; official ``train_pipeline``), e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K."""
+                   cat_max_ratio: float = 0.75, flip_prob: float = 0.5, photometric: bool = True,
+                   fast: bool = True) -> Compose:
+    """The paper's training augmentation, e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K.
+    ``fast=False``: the readable :class:`Compose`; else the :class:`FastCompose` of the same steps."""
     steps = [RandomResize(img_scale, ratio_range), RandomCrop(crop, cat_max_ratio), RandomFlip(flip_prob)]
     steps += [PhotoMetricDistortion()] if photometric else []
-    return Compose(steps + [Normalize(), Pad(crop), ToTensor()])
+    return _compose(steps + [Normalize(), Pad(crop), ToTensor()], fast)
 
 
-def test_pipeline(img_scale: tuple[int, int] | None = None) -> Compose:
+def test_pipeline(img_scale: tuple[int, int] | None = None, fast: bool = True, short_side: bool = False) -> Compose:
     """Test-time preprocessing: keep-ratio resize of the image only to ``img_scale`` (None: no resize),
-    Normalize, ToTensor. The label keeps its original size; predictions are resized back to it."""
-    steps = [] if img_scale is None else [RandomResize(img_scale, None, resize_label=False)]
-    return Compose(steps + [Normalize(), ToTensor()])
+    Normalize, ToTensor. The label keeps its original size; predictions are resized back to it.
+    ``short_side=True`` scales the short side to ``min(img_scale)`` (Pascal Context, see :class:`RandomResize`)."""
+    steps = [] if img_scale is None else [RandomResize(img_scale, None, resize_label=False, short_side=short_side)]
+    return _compose(steps + [Normalize(), ToTensor()], fast)
+
+
+def _compose(steps: list, fast: bool) -> Compose:
+    if not fast:
+        return Compose(steps)
+    from .fast_transforms import FastCompose  # imports this module: import it late
+
+    return FastCompose(steps)
 
 
 test_pipeline.__test__ = False  # not a pytest test, despite its name

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import signal
 import threading
@@ -37,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.datasets import BadFileError
+from ..data.loader import loader_kwargs, resolve_num_workers
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained
@@ -322,10 +324,10 @@ class Trainer:
         r = self.recipe
         sampler = InfiniteBatchSampler(len(self.train_set), self.micro_batch, r.seed, self.env.rank,
                                        self.env.world_size, start=self.iter * r.batch_size)
-        return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler, num_workers=r.num_workers,
-                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(r.seed),
-                          worker_init_fn=_ignore_stop_signals,
-                          persistent_workers=r.num_workers > 0)
+        workers = resolve_num_workers(r.num_workers, r.dataset, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler,
+                          generator=torch.Generator().manual_seed(r.seed),
+                          **loader_kwargs(workers, self.device, worker_init_fn=_ignore_stop_signals))
 
     def _autocast(self):
         if self.amp_dtype is None:
