@@ -119,3 +119,22 @@ def test_a_flip_before_a_resize_is_applied_before_it():
     pipe = FT.FastCompose([T.RandomFlip(1.0), T.RandomResize((100, 50), (0.7, 0.7)), T.Normalize(), T.ToTensor()])
     (xa, ya), (xb, yb) = _run_both(pipe, image, label, 0)
     assert torch.equal(ya, yb) and _levels(xa, xb).max() <= 1.0001
+
+
+def test_bench_data_command_writes_results_with_machine_and_versions(tmp_path, capsys):
+    import json
+
+    from setr_edu.cli import main
+    from setr_edu.perf.data_bench import measure_loader
+
+    out = tmp_path / "r.json"
+    assert main(["bench", "data", "--samples", "2", "--repeats", "1", "--size", "64", "96", "--crop", "48",
+                 "--img-scale", "128", "48", "--workers", "0", "--seconds", "0.3", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert {"opencv", "torch", "numpy", "device_name", "usable_cores"} <= set(r["machine"])
+    assert r["per_core"]["ratio"] > 0 and set(r["per_core"]["ms_per_sample"]) == {"ours", "opencv"}
+    assert {row["pipeline"] for row in r["loader"]} == {"ours", "opencv"}
+    assert all(row["samples_per_s"] > 0 and row["num_workers"] == 0 for row in r["loader"])
+    assert "ratio (reference/ours" in capsys.readouterr().out
+    m = measure_loader(seconds=0.3, num_workers=1, batch_size=2, crop=48, img_scale=(128, 48), size=(64, 96))
+    assert m["num_workers"] == 1 and m["samples"] > 0 and m["pin_memory"] is False

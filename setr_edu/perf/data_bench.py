@@ -10,7 +10,7 @@ it with OpenCV, and a real-format dataset through a ``DataLoader`` with N worker
   decoded images, interleaved every repetition (:func:`setr_edu.perf.timing.time_interleaved`), median reported;
   ``ratio = reference time / our time`` (above 1: ours is faster), also as the median of per-repetition ratios.
 * ``loader``: samples/s of an ADE20K-layout dataset (JPEG images, PNG labels, decoded by the dataset) through a
-  ``DataLoader`` with 0 and N workers, ours and the reference alternating.
+  ``DataLoader`` with 0 and N workers, ours and the reference alternating (the main process single-threaded).
 
     python -m setr_edu bench data                                  # 512 crops of 512x683 images, 2 workers
     python -m setr_edu bench data --workers 0 4 8 --seconds 20 --json out.json
@@ -19,6 +19,7 @@ it with OpenCV, and a real-format dataset through a ``DataLoader`` with N worker
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -139,23 +140,32 @@ def write_fake_ade20k(root: str | Path, n_train: int = 16, n_val: int = 4, size:
 
 
 # --- measurements -------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def one_thread():
+    """One thread for PyTorch and OpenCV in this process (DataLoader workers are single-threaded anyway): the
+    per-core figure, and a main process that does not compete with its workers for cores."""
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+
+
 def bench_transforms(crop: int = 512, img_scale: tuple[int, int] = (2048, 512), size: tuple[int, int] = (512, 683),
                      samples: int = 16, repeats: int = 7, warmup: int = 1, images=None) -> dict:
     """ms per sample of ours vs the OpenCV reference on one core; ``images``: list of ``(image, label)`` (default
     ``samples`` synthetic scenes of ``size``). Each repetition runs every image once with seeds 0, 1, ..."""
     images = images or [synthetic_scene(*size, seed=i) for i in range(samples)]
     ours, ref = train_pipeline(crop, img_scale), reference_pipeline(crop, img_scale)
-    threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        def run(pipe):
-            return lambda: [pipe(im, lb, np.random.default_rng(i)) for i, (im, lb) in enumerate(images)]
 
+    def run(pipe):
+        return lambda: [pipe(im, lb, np.random.default_rng(i)) for i, (im, lb) in enumerate(images)]
+
+    with one_thread():
         t = time_interleaved({"ours": run(ours), "opencv": run(ref)}, repeats=repeats, warmup=warmup)
-    finally:
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
     n = len(images)
     paired = statistics.median(r / o for r, o in zip(t["opencv"].times, t["ours"].times))
     return dict(ms_per_sample={k: 1000 * v.median / n for k, v in t.items()},
@@ -186,6 +196,26 @@ def loader_throughput(dataset, num_workers: int, batch_size: int = 8, seconds: f
                 samples_per_s=count / elapsed)
 
 
+def measure_loader(root: str | Path | None = None, seconds: float = 30.0, num_workers: int | None = None,
+                   batch_size: int = 8, crop: int = 512, img_scale=(2048, 512), pin_memory: bool | None = None,
+                   size: tuple[int, int] = (512, 683)) -> dict:
+    """Samples/s of the ADE20K training pipeline (decode + our transforms) through a DataLoader with the
+    library's settings: ``root`` an ADE20K folder, or None to generate 32 pairs of ``size`` in a temporary folder;
+    ``num_workers`` None: the library's default for this machine; ``pin_memory`` None: when CUDA is available.
+    For a GPU check: compare ``samples_per_s`` with the training images/s the GPU reaches."""
+    from ..data import ADE20K
+    from ..data.loader import default_num_workers
+
+    workers = default_num_workers() if num_workers is None else num_workers
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = root or write_fake_ade20k(tmp, n_train=32, n_val=1, size=size)
+        dataset = ADE20K(folder, "train", transforms=train_pipeline(crop, img_scale))
+        with one_thread():
+            result = loader_throughput(dataset, workers, batch_size, seconds, pin_memory=pin)
+    return dict(result, crop=crop, pin_memory=pin, data=str(root) if root else f"generated, {size[0]}x{size[1]}")
+
+
 def bench_loader(root: str | Path, workers=(0, 2), crop: int = 512, img_scale=(2048, 512), batch_size: int = 8,
                  seconds: float = 10.0) -> list[dict]:
     """:func:`loader_throughput` of ADE20K at ``root`` with our pipeline and the reference, alternating."""
@@ -195,7 +225,8 @@ def bench_loader(root: str | Path, workers=(0, 2), crop: int = 512, img_scale=(2
     for w in workers:
         pair = [("ours", train_pipeline(crop, img_scale)), ("opencv", reference_pipeline(crop, img_scale))]
         for name, tf in (pair if len(rows) % 4 == 0 else pair[::-1]):
-            r = loader_throughput(ADE20K(root, "train", transforms=tf), w, batch_size, seconds)
+            with one_thread():
+                r = loader_throughput(ADE20K(root, "train", transforms=tf), w, batch_size, seconds)
             rows.append(dict(pipeline=name, **r))
     return rows
 
