@@ -17,6 +17,8 @@ The estimate is arithmetic, not a measurement:
 """
 from __future__ import annotations
 
+import functools
+
 from ..recipes import Recipe
 from .timing import PEAK_TFLOPS
 
@@ -37,22 +39,27 @@ def gpu_peak(gpu: str) -> tuple[str, float]:
 def recipe_flops(recipe: Recipe, num_classes: int | None = None) -> dict[str, float]:
     """FLOPs per image of ``recipe``'s model: ``train`` (fwd + bwd with aux heads, + the checkpointing
     recompute when ``grad_checkpointing``) and ``inference`` (one ``crop_size`` window, main head only)."""
+    K = num_classes or recipe.num_classes or 150
+    return dict(_model_flops(recipe.decoder, recipe.encoder, K, recipe.crop_size, recipe.decoder_channels,
+                             tuple(sorted(recipe.encoder_overrides.items())), recipe.grad_checkpointing))
+
+
+@functools.lru_cache(maxsize=64)
+def _model_flops(decoder, encoder, K, size, channels, overrides, checkpointing) -> tuple:
+    """Counted on the meta device (a few seconds for T-Large), once per model shape."""
     from ..model import build_setr
     from .flops import count_flops
 
-    K = num_classes or recipe.num_classes or 150
-    size = recipe.crop_size
-
     def make():
-        return build_setr(recipe.decoder, recipe.encoder, num_classes=K, img_size=size,
-                          decoder_channels=recipe.decoder_channels, **recipe.encoder_overrides)
+        return build_setr(decoder, encoder, num_classes=K, img_size=size, decoder_channels=channels,
+                          **dict(overrides))
 
     shape = (1, 3, size, size)
     train = count_flops(make, shape, backward=True, forward_fn=lambda m, x: m(x, with_aux=True)).total
     inference = count_flops(make, shape).forward
-    if recipe.grad_checkpointing:  # the blocks run forward a second time during backward
+    if checkpointing:  # the blocks run forward a second time during backward
         train += count_flops(lambda: make().encoder, shape).forward
-    return dict(train=float(train), inference=float(inference))
+    return ("train", float(train)), ("inference", float(inference))
 
 
 def expected_time(recipe: Recipe, gpu: str = "Tesla T4", mfu: float = 0.25,
