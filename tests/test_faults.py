@@ -118,14 +118,16 @@ def _wait_for_log(log, more_than: int, proc, timeout=180) -> None:
 
 
 def test_ctrl_c_and_sigterm_on_the_command_line_then_resume(tmp_path):
-    """A real `python -m setr_edu train` process: SIGINT, resume with the printed command, SIGTERM."""
+    """A real `python -m setr_edu train` process: Ctrl-C as a terminal sends it (to the whole process group, data
+    loader workers included), resume with the printed command, then SIGTERM (``kill``) to the main process."""
     work = tmp_path / "run"
     argv = ["train", "--config", "synthetic_ci", "--work-dir", str(work), "--no-progress", "--threads", "1",
-            *TINY_ARGS, "max_iters=100000", "eval_every=100000", "checkpoint_every=100000", "log_every=1"]
+            *TINY_ARGS, "max_iters=100000", "eval_every=100000", "checkpoint_every=100000", "log_every=1",
+            "num_workers=2"]
     proc = subprocess.Popen([sys.executable, "-m", "setr_edu", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_log(work / "log.jsonl", 2, proc)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
@@ -177,6 +179,19 @@ def test_bad_files_in_both_splits_are_named_together_before_training(tmp_path):
                    "train/2.png is 10x10 but its image", "val/1.png holds values [9]"):
         assert needle in msg, needle
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_clean_check_is_remembered_until_a_file_changes(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "data")
+    calls = []
+    real = FolderDataset.bad_files
+    monkeypatch.setattr(FolderDataset, "bad_files", lambda self: calls.append(self) or real(self))
+    for _ in range(2):  # e.g. a run and its resume
+        Trainer(_folder_recipe(root), tmp_path / "run", overwrite=True, progress=False, log=None)
+    assert len(calls) == 2  # train + val, once
+    (root / "annotations/val/1.png").write_bytes(b"broken")
+    with pytest.raises(BadFileError, match=r"\[val\] label file .*val/1\.png is not a readable image"):
+        Trainer(_folder_recipe(root), tmp_path / "run", overwrite=True, progress=False, log=None)
 
 
 def test_folder_dataset_without_classes_txt_refuses_a_stray_label_value(tmp_path):

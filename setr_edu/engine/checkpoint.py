@@ -17,7 +17,8 @@ key             what
 ==============  ==========================================================================================
 
 Writes go to a temporary file in the same folder, are flushed to disk and then ``os.replace``-d over the target,
-which is atomic on POSIX and Windows: a crash mid-write leaves the previous checkpoint intact.
+which is atomic on POSIX and Windows: a crash mid-write leaves the previous checkpoint intact (and, after
+``kill -9``, a ``.last.pt.*.tmp`` file that ``remove_stale_temps`` deletes when training starts again).
 """
 from __future__ import annotations
 

@@ -13,7 +13,13 @@ One optimisation step (``Trainer.train_step``):
 
 Around it, ``Trainer.fit`` logs every ``log_every`` steps to ``work_dir/log.jsonl`` (one JSON object per line:
 ``iter, lr, loss, loss_main, loss_aux0.., time, iter_time, ...``; validation lines carry ``val_mIoU``...),
-validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``checkpoint_every`` steps and at the end.
+validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``checkpoint_every`` steps, every
+``checkpoint_minutes`` of wall time, just *before* each validation (one that fails loses nothing) and at the end.
+
+**Never lose a run.** Before the first iteration the trainer checks the device, that the work dir is writable and
+has room for a checkpoint, and every image/label file of both splits (one message naming every bad one); it removes
+temporary checkpoints that a killed save left behind. SIGINT (Ctrl-C, a notebook's stop button) and SIGTERM (``kill``,
+a preempted VM) finish the current step, save it and raise ``TrainingInterrupted``, whose message says how to resume.
 
 **Reproducibility.** Data order comes from ``InfiniteBatchSampler``: a seeded stream of epoch permutations
 that any rank can index by *position*, so the whole data state is one number (samples consumed), and augmentation is
@@ -23,6 +29,7 @@ is interrupted and resumed ends **bitwise equal** on CPU to one that never stopp
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -248,14 +255,22 @@ class Trainer:
                                 f"or pass --work-dir (work_dir=) on a bigger disk")
 
     def _check_data(self) -> None:
-        """Every file of both splits, before the first iteration: one message naming every bad file."""
-        t, bad, pairs = time.perf_counter(), [], 0
-        for split, ds in (("train", self.train_set), ("val", self.val_set)):
-            if hasattr(ds, "bad_files"):  # datasets of image/label files (the synthetic task has none)
-                bad += [f"[{split}] {p}" for p in ds.bad_files()]
-                pairs += len(ds)
-        if pairs:
-            self._print(f"checked {pairs} image/label pairs in {time.perf_counter() - t:.1f} s")
+        """Every file of both splits, before the first iteration: one message naming every bad file. A clean
+        check is remembered in ``work_dir/.files-checked`` (paths, sizes, modification times), so a resumed run
+        skips it unless a file changed."""
+        splits = [(s, ds) for s, ds in (("train", self.train_set), ("val", self.val_set)) if hasattr(ds, "bad_files")]
+        if not splits:  # no image/label files (the synthetic task)
+            return
+        stamp, marker = _files_stamp([ds for _, ds in splits]), self.work_dir / ".files-checked"
+        if stamp and marker.is_file() and marker.read_text() == stamp:
+            return
+        t, bad = time.perf_counter(), []
+        for split, ds in splits:
+            bad += [f"[{split}] {p}" for p in ds.bad_files()]
+        self._print(f"checked {sum(len(ds) for _, ds in splits)} image/label pairs in "
+                    f"{time.perf_counter() - t:.1f} s")
+        if not bad and stamp and self.env.is_main:
+            marker.write_text(stamp)
         if bad:
             shown = bad if len(bad) <= 30 else bad[:30] + [f"... and {len(bad) - 30} more"]
             raise BadFileError(f"{len(bad)} bad file(s) in the dataset; nothing was trained:\n  " + "\n  ".join(shown)
@@ -504,6 +519,20 @@ class Trainer:
         if self.device.type == "cuda":
             rec["mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
         self.write_log(rec)
+
+
+def _files_stamp(datasets) -> str | None:
+    """A digest of every file's path, size and modification time, plus the label mapping (None if one vanished)."""
+    h = hashlib.sha1()
+    try:
+        for ds in datasets:
+            h.update(f"{ds.num_classes} {ds.reduce_zero_label}".encode())
+            for path in (p for pair in ds.pairs for p in pair):
+                st = os.stat(path)
+                h.update(f"{path} {st.st_size} {st.st_mtime_ns}\n".encode())
+    except (OSError, AttributeError):
+        return None
+    return h.hexdigest()
 
 
 def _plain(x):
