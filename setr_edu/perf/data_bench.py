@@ -155,22 +155,27 @@ def one_thread():
 
 
 def bench_transforms(crop: int = 512, img_scale: tuple[int, int] = (2048, 512), size: tuple[int, int] = (512, 683),
-                     samples: int = 16, repeats: int = 7, warmup: int = 1, images=None) -> dict:
-    """ms per sample of ours vs the OpenCV reference on one core; ``images``: list of ``(image, label)`` (default
-    ``samples`` synthetic scenes of ``size``). Each repetition runs every image once with seeds 0, 1, ..."""
+                     samples: int = 16, repeats: int = 7, warmup: int = 1, images=None, readable: bool = True) -> dict:
+    """ms per sample of ours vs the OpenCV reference on one core (and the readable pipeline, ``readable=True``);
+    ``images``: list of ``(image, label)`` (default ``samples`` synthetic scenes of ``size``). Each repetition
+    runs every image once with seeds 0, 1, ..."""
     images = images or [synthetic_scene(*size, seed=i) for i in range(samples)]
     ours, ref = train_pipeline(crop, img_scale), reference_pipeline(crop, img_scale)
 
     def run(pipe):
         return lambda: [pipe(im, lb, np.random.default_rng(i)) for i, (im, lb) in enumerate(images)]
 
+    fns = {"ours": run(ours), "opencv": run(ref)}
+    if readable:
+        fns["readable"] = run(ours.readable())
     with one_thread():
-        t = time_interleaved({"ours": run(ours), "opencv": run(ref)}, repeats=repeats, warmup=warmup)
+        t = time_interleaved(fns, repeats=repeats, warmup=warmup)
     n = len(images)
     paired = statistics.median(r / o for r, o in zip(t["opencv"].times, t["ours"].times))
     return dict(ms_per_sample={k: 1000 * v.median / n for k, v in t.items()},
                 samples_per_s_per_core={k: n / v.median for k, v in t.items()},
                 ratio=t["opencv"].median / t["ours"].median, ratio_paired=paired,
+                ratio_readable=t["opencv"].median / t["readable"].median if readable else None,
                 ratio_min=t["opencv"].min / t["ours"].min, images=n, repeats=repeats,
                 image_size=list(images[0][0].shape[:2]), crop=crop, img_scale=list(img_scale))
 
@@ -270,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ms = r["ms_per_sample"]
     print(f"per core, {r['images']} images {r['image_size'][0]}x{r['image_size'][1]} -> {args.crop} crops: "
           f"ours {ms['ours']:.1f} ms/sample, OpenCV reference {ms['opencv']:.1f} ms/sample; "
-          f"ratio (reference/ours, > 1: ours faster) {r['ratio']:.2f}, paired {r['ratio_paired']:.2f}")
+          f"ratio (reference/ours, > 1: ours faster) {r['ratio']:.2f}, paired {r['ratio_paired']:.2f}; the readable "
+          f"pipeline {ms['readable']:.1f} ms/sample (ratio {r['ratio_readable']:.2f})")
     workers = [0, default_num_workers()] if args.workers is None else args.workers
     if workers:
         with tempfile.TemporaryDirectory() as tmp:
