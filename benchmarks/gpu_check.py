@@ -11,8 +11,9 @@ Writes ``OUT/gpu_check.json`` (every number) and ``OUT/gpu_check.md`` (the same 
 2. ``resume``: a Trainer run interrupted half-way and resumed on the device, against one that never stopped: the
    largest weight difference it ends at (0 on a CPU; CUDA kernels such as bilinear backward are nondeterministic);
 3. ``slide``: sliding-window inference at 512 (an ADE20K-sized image) and 768 (a Cityscapes frame), images/s;
-4. ``data``: the training pipeline (paper augmentation) on generated JPEG/PNG pairs with DataLoader workers for
-   30 s: samples/s, and whether that keeps up with the training speed of section 1;
+4. ``data``: the training pipeline (decoding + the paper's augmentation) on generated ADE20K-like JPEG/PNG pairs
+   through a DataLoader with the library's default workers for 30 s (``setr_edu.perf.data_bench.measure_loader``):
+   samples/s, and whether that keeps up with the training speed of section 1;
 5. ``chapters``: the library calls each gpu-profile chapter makes (ch09-ch15), cut short: ok or the error.
 
 A section that fails is recorded with its error and the check goes on; the exit status is 1 if any failed.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import tempfile
@@ -30,7 +30,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import setr_edu
@@ -151,40 +150,15 @@ def check_slide(S: dict, dev: torch.device, amp: str | None) -> dict:
 
 
 # --- 4. data pipeline with workers -------------------------------------------------------------------------------
-def check_data(S: dict, dev: torch.device, work: Path, train_ips: float | None) -> dict:
-    from PIL import Image
-    from torch.utils.data import DataLoader
+def check_data(S: dict, dev: torch.device, train_ips: float | None) -> dict:
+    """The ADE20K training pipeline (JPEG/PNG decode + the paper's augmentation) on generated images, through a
+    DataLoader with the library's default number of workers: does it keep up with the GPU?"""
+    from setr_edu.perf.data_bench import measure_loader
 
-    from setr_edu.data.datasets import FolderDataset
-    from setr_edu.data.transforms import train_pipeline
-
-    rng = np.random.default_rng(0)
-    h, w = S["data_image"]
-    for split in ("images", "annotations"):
-        (work / split).mkdir(parents=True, exist_ok=True)
-    for i in range(16):  # ADE20K-like pairs: a JPEG photo-sized image and a PNG of class indices
-        img = (rng.random((h // 8, w // 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
-        Image.fromarray(img).save(work / "images" / f"{i:03d}.jpg", quality=90)
-        lab = rng.integers(0, S["classes"], (h // 16, w // 16), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
-        Image.fromarray(lab).save(work / "annotations" / f"{i:03d}.png")
-    crop = S["img"]
-    ds = FolderDataset(work, num_classes=S["classes"], transforms=train_pipeline(crop, S["data_scale"]))
-    workers = min(8, os.cpu_count() or 1) if S is SCALES["full"] else min(2, os.cpu_count() or 1)
-    loader = DataLoader(ds, batch_size=S["batch"], shuffle=True, num_workers=workers, drop_last=True,
-                        pin_memory=dev.type == "cuda", persistent_workers=True)
-    n, t0, first = 0, time.perf_counter(), None
-    while time.perf_counter() - t0 < S["data_seconds"]:
-        for images, labels in loader:
-            images = images.to(dev, non_blocking=True)
-            first = first or time.perf_counter() - t0
-            n += images.shape[0]
-            if time.perf_counter() - t0 >= S["data_seconds"]:
-                break
-    seconds = time.perf_counter() - t0
-    sps = n / seconds
-    return dict(workers=workers, seconds=seconds, samples=n, samples_per_s=sps, per_worker=sps / workers,
-                first_batch_s=first, image=f"{h}x{w}", crop=crop, training_images_per_s=train_ips,
-                keeps_up=None if train_ips is None else bool(sps >= train_ips))
+    r = measure_loader(seconds=S["data_seconds"], batch_size=S["batch"], crop=S["img"], img_scale=S["data_scale"],
+                       size=S["data_image"], pin_memory=dev.type == "cuda")
+    return dict(r, per_worker=r["samples_per_s"] / max(1, r["num_workers"]), training_images_per_s=train_ips,
+                keeps_up=None if train_ips is None else bool(r["samples_per_s"] >= train_ips))
 
 
 # --- 5. what the gpu-profile chapters call -----------------------------------------------------------------------
@@ -341,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         report["train"] = run_section(check_train, S, dev)
         report["resume"] = run_section(check_resume, S, dev, work / "resume")
         report["slide"] = run_section(check_slide, S, dev, amp)
-        report["data"] = run_section(check_data, S, dev, work / "data", best_train_speed(report["train"]))
+        report["data"] = run_section(check_data, S, dev, best_train_speed(report["train"]))
         report["chapters"] = run_section(check_chapters, dev, work / "chapters")
     report["seconds"] = time.perf_counter() - t0
     chapters_ok = report["chapters"]["ok"] and all(c["ok"] for c in report["chapters"]["result"].values())
