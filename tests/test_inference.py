@@ -101,3 +101,53 @@ def test_colorize_uses_the_palette_and_blacks_out_ignore():
     out = colorize(torch.tensor([[0, 1], [255, 1]]), palette)
     assert out.dtype == np.uint8 and out.shape == (2, 2, 3)
     assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [200, 100, 0] and out[1, 0].tolist() == [0, 0, 0]
+
+
+# --- named test protocols and the Pascal Context test-time resize (issue: released weights) ------------------
+def test_protocol_sizes_hand_computed():
+    from setr_edu.engine.inference import protocol_sizes, protocol_views
+    from setr_edu.recipes import get_recipe, official_ms_ratios
+
+    assert protocol_views("single") == ((1.0,), False)
+    assert protocol_views("paper") == ((0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True)
+    ade = official_ms_ratios(get_recipe("ade20k_mla"))
+    assert ade == (0.5, 0.75, 1.0) and official_ms_ratios(get_recipe("ade20k_pup")) == protocol_views("paper")[0]
+    # ADE20K image after the (2048, 512) test resize: 512x683, crop 512. 0.5 and 0.75 are raised to short side 512,
+    # i.e. the 1.0 view: the official Naive/MLA ratios collapse to one scale (+ flip)
+    assert protocol_sizes(512, 683, "official", 512, ade) == [(512, 683)]
+    assert protocol_sizes(512, 683, "paper", 512) == [(512, 683), (640, 854), (768, 1024), (896, 1195)]
+    # Pascal Context 520x693, crop 480: 0.5 and 0.75 -> short side 480 (480 x 693*480/520 = 639.7 -> 640)
+    assert protocol_sizes(520, 693, "paper", 480) == [(480, 640), (520, 693), (650, 866), (780, 1040), (910, 1213)]
+    assert scaled_size(512, 683, 0.5, min_size=512) == (512, 683)  # raised from the image, not from 256x342
+    with pytest.raises(ValueError, match="unknown test protocol"):
+        protocol_views("ms")
+
+
+@pytest.mark.parametrize("hw, expected", [((375, 500), (520, 693)), ((500, 375), (693, 520)), ((333, 500), (520, 781))])
+def test_pascal_context_test_resize_short_side_520(hw, expected):
+    """fudan-zvg/SETR (first commit) Resize(dataset='pascal_context'): short side -> 520, long side unbounded."""
+    from setr_edu.data.transforms import test_pipeline
+
+    image, label = np.zeros((*hw, 3), np.uint8), np.zeros(hw, np.uint8)
+    for fast in (True, False):
+        x, y = test_pipeline((520, 520), fast=fast, short_side=True)(image, label)
+        assert tuple(x.shape[-2:]) == expected and tuple(y.shape) == hw  # the label keeps its size
+    assert tuple(test_pipeline((520, 520))(image, label)[0].shape[-2:]) != expected  # the keep-ratio rule differs
+
+
+def test_pascal_context_recipe_evaluates_at_short_side_520(tmp_path):
+    from PIL import Image
+
+    from setr_edu.engine.build import build_datasets
+    from setr_edu.recipes import get_recipe
+
+    base = tmp_path / "pc" / "VOCdevkit" / "VOC2010"
+    for sub, arr in (("JPEGImages/a.jpg", np.zeros((375, 500, 3), np.uint8)),
+                     ("SegmentationClassContext/a.png", np.zeros((375, 500), np.uint8))):
+        (base / sub).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(base / sub)
+    (base / "ImageSets" / "SegmentationContext").mkdir(parents=True)
+    (base / "ImageSets" / "SegmentationContext" / "val.txt").write_text("a\n")
+    (val,) = build_datasets(get_recipe("pascal_context_mla", [f"data_root={tmp_path / 'pc'}"]), splits=("val",))
+    image, label = val[0]
+    assert tuple(image.shape[-2:]) == (520, 693) and tuple(label.shape) == (375, 500)

@@ -30,23 +30,25 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
 
 
 def load_pretrained(model: nn.Module, recipe: Recipe, log=print) -> None:
-    """ImageNet ViT weights into ``model.encoder``: ``pretrained="paper"`` downloads the paper's file (needs
-    internet, cached), a path loads a timm-layout state dict. Nothing happens for ``pretrained=""``."""
+    """ImageNet ViT weights into ``model.encoder``: ``pretrained="paper"`` downloads the paper's file for the
+    recipe's encoder, ``"deit"`` the DeiT-B file of the -DeiT rows (needs internet, cached, SHA-256 checked),
+    ``"timm:<tag>"`` a named substitute, a path a timm-layout state dict. Nothing happens for ``pretrained=""``."""
     if not recipe.pretrained:
         return
     if not hasattr(model, "encoder"):
         raise ValueError(f"pretrained={recipe.pretrained!r} needs a SETR model; model={recipe.model!r} has no ViT encoder")
-    from ..model.pretrained import download_paper_weights, load_timm_weights
+    from ..model.pretrained import PAPER_WEIGHTS, load_timm_weights, paper_weights
 
-    if recipe.pretrained == "paper":
-        state = download_paper_weights(recipe.encoder)
+    source = recipe.pretrained
+    if recipe.pretrained == "paper" or recipe.pretrained in PAPER_WEIGHTS or recipe.pretrained.startswith("timm:"):
+        state, source = paper_weights(recipe.encoder if recipe.pretrained == "paper" else recipe.pretrained)
     else:
         path = Path(recipe.pretrained)
         if not path.is_file():
             raise FileNotFoundError(f"pretrained={recipe.pretrained!r}: no such file. Use pretrained=paper to download "
                                     f"the paper's ImageNet-21k ViT, or pretrained='' to train from scratch.")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    log(f"pretrained encoder: {load_timm_weights(model.encoder, state)}")
+    log(f"pretrained encoder: {load_timm_weights(model.encoder, state, source=source)}")
 
 
 def check_data_root(recipe: Recipe) -> Path:
@@ -86,7 +88,8 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
             scale = recipe.train_scale if any(recipe.train_scale) else (recipe.crop_size, recipe.crop_size)
             tf = train_pipeline(recipe.crop_size, scale, recipe.ratio_range, recipe.cat_max_ratio)
         else:
-            tf = test_pipeline(recipe.test_scale if any(recipe.test_scale) else None)
+            tf = test_pipeline(recipe.test_scale if any(recipe.test_scale) else None,
+                               short_side=recipe.dataset == "pascal_context")  # paper-era official test resize
         out.append(dataset_cls(root, split=split, transforms=tf, transform_seed=recipe.seed))
     return tuple(out)
 
