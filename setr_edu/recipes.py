@@ -7,7 +7,8 @@
 The paper's recipes (paper §4 "Implementation details") follow the **official configs** (``configs/SETR/*.py``
 of github.com/fudan-zvg/SETR) where they differ from the paper's text; each such recipe says so in ``notes``. ``batch_size`` is always the *global* batch (the paper's 16 or 8): a run splits it as
 ``batch_size = world_size x grad_accum_steps x per-device batch``, so one 16 GB GPU trains the paper's recipe with
-``grad_accum_steps=8`` (and ``grad_checkpointing=true amp=bf16``) and sees the same batches as 8 V100s.
+``grad_accum_steps=8`` (and ``grad_checkpointing=true``; the GPU recipes' ``amp=auto`` picks bf16 or fp16) and sees
+the same batches as 8 V100s. The ``*_colab`` recipes cut the paper's runs to one Colab session (:func:`colab_recipe`).
 
 A recipe file (``.json``, ``.yaml``/``.yml`` or ``.py`` defining ``RECIPE = {...}`` or ``RECIPE = Recipe(...)``)
 holds any subset of the fields, plus an optional ``"base": "<named recipe>"`` to start from.
