@@ -56,11 +56,11 @@ def describe(model) -> dict:
         info["inputs"] = tuple(d.mla_taps)  # the four taps feed the neck
         info["aux_taps"] = tuple(d.mla_taps)[: len(model.auxiliary_heads)]  # one aux head per stream
         lateral, smooth = neck.lateral[0][0], neck.smooth[0][0]
-        info["neck"] = (f"per tap: LayerNorm,\n1x1 conv {lateral.in_channels}→{lateral.out_channels} + BN + ReLU;\n"
-                        f"top-down sums;\n{smooth.kernel_size[0]}x{smooth.kernel_size[0]} conv + BN + ReLU")
+        info["neck"] = (f"per tap: LayerNorm,\n1x1 conv {lateral.in_channels}→{lateral.out_channels}\n+ BN + ReLU;\n"
+                        f"top-down sums;\n{smooth.kernel_size[0]}x{smooth.kernel_size[0]} conv\n+ BN + ReLU")
         s0, s1 = head.streams[0][0][0], head.streams[0][1][0]
         k = head.cls.kernel_size[0]
-        info["main"] = [f"per stream:\n2 x 3x3 conv + BN + ReLU\n{s0.in_channels}→{s0.out_channels}→{s1.out_channels}, then x4\n"
+        info["main"] = [f"per stream: 2 x 3x3\nconv + BN + ReLU,\n{s0.in_channels}→{s0.out_channels}→{s1.out_channels}, x4\n"
                         f"(align_corners={head.align_corners})",
                         f"concat\n{head.cls.in_channels} channels,\n{k}x{k} conv →{head.cls.out_channels}",
                         f"bilinear\nx{enc.patch_size // 4}\nto H x W"]
@@ -97,7 +97,7 @@ def _encoder(ax, info, x=0.0, marks=()):
     p = info["patch"]
     _box(ax, x, -5.2, w, 1.5, f"image\n3 x {h} x {wd}", "white")
     _arrow(ax, (x + w / 2, -3.7), (x + w / 2, -3.3))
-    _box(ax, x, -3.3, w, 2.1, f"{p}x{p} patches\n→ linear + position\nembedding", ENC, fontsize=8.5)
+    _box(ax, x, -3.3, w, 2.1, f"{p}x{p} patches\n→ linear +\nposition emb.", ENC, fontsize=9)
     _arrow(ax, (x + w / 2, -1.2), (x + w / 2, -0.35))
     colours = dict(marks)
     for layer in range(1, L + 1):
@@ -112,7 +112,7 @@ def _encoder(ax, info, x=0.0, marks=()):
     return x + w
 
 
-def _pipeline(ax, steps, x, y, colours, box_w=2.0, gap=0.35, h=2.8, fontsize=8.5):
+def _pipeline(ax, steps, x, y, colours, box_w=1.85, gap=0.3, h=2.8, fontsize=9):
     """A row of boxes joined by arrows; returns the x where it ends."""
     for i, (step, fc) in enumerate(zip(steps, colours)):
         _box(ax, x, y - h / 2, box_w, h, step, fc, fontsize=fontsize)
@@ -122,7 +122,7 @@ def _pipeline(ax, steps, x, y, colours, box_w=2.0, gap=0.35, h=2.8, fontsize=8.5
     return x - gap
 
 
-def _aux(ax, x, y, text, fontsize=8.5):
+def _aux(ax, x, y, text, fontsize=9):
     """A dashed, auto-sized box for an auxiliary head."""
     ax.text(x, y, "aux: " + text, ha="left", va="center", fontsize=fontsize,
             bbox=dict(boxstyle="round,pad=0.3", fc=AUX, ec="0.35", ls="--"))
@@ -139,20 +139,20 @@ def draw_setr(model, ax=None, title: str | None = None):
     colour = KIND_COLOUR[kind]
     marks = [(t, "#f6c89f") for t in info["aux_taps"]] + [(t, "#f59e4c") for t in info["inputs"]]
     if ax is None:
-        _, ax = plt.subplots(figsize=(13, 0.2 * L + 4.2))
+        _, ax = plt.subplots(figsize=(10, 0.2 * L + 4.4))
     fig = ax.figure
     right = _encoder(ax, info, marks=marks)
     top = L + 3.2  # the main decoder runs above the stack
     if kind == "mla":
         lo, hi = min(info["inputs"]) - 1, max(info["inputs"]) - 1
-        nx, nw = right + 1.2, 3.4
+        nx, nw = right + 1.0, 2.4
         _box(ax, nx, lo - 0.6, nw, hi - lo + 1.2, "MLA neck\n\n" + info["neck"], NECK, fontsize=9)
         for t in info["inputs"]:
             _arrow(ax, (right, t - 1), (nx, t - 1), colour=colour)
         start = nx + nw + 0.9
         _arrow(ax, (nx + nw / 2, hi + 0.6), (nx + nw / 2, top), colour=colour)
         _arrow(ax, (nx + nw / 2, top), (start, top), colour=colour)
-        end = _pipeline(ax, info["main"], start, top, [HEAD, HEAD, UP], box_w=3.0)
+        end = _pipeline(ax, info["main"], start, top, [HEAD, HEAD, UP], box_w=2.9)
         for t in info["aux_taps"]:  # auxiliary heads on the neck's four streams
             _arrow(ax, (nx + nw, t - 1), (start, t - 1), dashed=True)
             _aux(ax, start, t - 1, info["aux"])
@@ -173,7 +173,7 @@ def draw_setr(model, ax=None, title: str | None = None):
         ax.text(start, -1.4, f"dashed: {len(info['aux_taps'])} auxiliary heads on {where}"
                 f"{', '.join(f'Z{t}' for t in info['aux_taps'])}\n(training only, loss weight 0.4)",
                 fontsize=9, va="top")
-    ax.set_xlim(-1.2, max(end, start + 9.0) + 0.3)
+    ax.set_xlim(-1.2, max(end, start + 8.0) + 0.3)
     ax.set_ylim(-5.5, top + 2.8)
     ax.axis("off")
     if title:
@@ -190,7 +190,7 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
                   for k in ("naive", "pup", "mla")}
     infos = {k: describe(m) for k, m in models.items()}
     L = infos["naive"]["depth"]
-    fig, ax = plt.subplots(figsize=(15, 0.26 * L + 4.6))
+    fig, ax = plt.subplots(figsize=(10.5, 0.26 * L + 4.6))
     tapped = {t for info in infos.values() for t in (*info["inputs"], *info["aux_taps"])}
     right = _encoder(ax, infos["naive"], marks=[(t, ENC) for t in sorted(tapped)])  # labelled, not coloured
     # Tap columns: filled circle = main decoder input, open circle = auxiliary head, square = MLA neck input.
@@ -211,7 +211,7 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
         info = infos[kind]
         if kind == "mla":
             steps = ["MLA neck\n4 taps: LN, 1x1,\ntop-down sums,\n3x3 conv"] + info["main"]
-            row_end = _pipeline(ax, steps, start, y, [NECK, HEAD, HEAD, UP], box_w=3.0)
+            row_end = _pipeline(ax, steps, start, y, [NECK, HEAD, HEAD, UP], box_w=2.9)
             taps = f"neck reads {', '.join(f'Z{t}' for t in info['inputs'])}; aux heads on its 4 streams"
         else:
             row_end = _pipeline(ax, info["main"], start, y, _step_colours(info["main"]))
