@@ -165,3 +165,13 @@ def test_mmseg_taps_from_meta_and_errors():
     model.decode_head.convs[0][0].bias.data.fill_(1.0)
     with pytest.raises(ValueError, match="has no such tensor"):
         to_mmseg_state_dict(model)
+
+
+def test_num_heads_assumed_from_width_is_reported():
+    """Without meta['config'], width 64 -> 1 head of width 64 (ViT-B/L, DeiT-B convention); the report says so."""
+    ref = randomize(EncoderDecoder("naive", D=64, heads=1), seed=4)
+    model = load_mmseg_setr(ref.state_dict())
+    assert "num_heads = 1 (assumed: head width 64" in str(model.conversion_report)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x)[0], atol=1e-5, rtol=0)
