@@ -36,13 +36,13 @@ def test_describe_reads_the_official_taps_from_the_model(kind, encoder, depth):
 
 def test_up_heads_are_drawn_layer_by_layer_back_to_full_resolution():
     naive, pup = describe(meta_setr("naive")), describe(meta_setr("pup"))
-    assert len(naive["main"]) == 4 and len(pup["main"]) == 7  # LN, convs, classifier, final resize
+    assert len(naive["main"]) == 3 and len(pup["main"]) == 6  # LN + convs, classifier, final resize
     assert naive["main"][-1].startswith("bilinear\nx16")
     # PUP: three x2 inside the loop and the last x2 after the classifier make 16 = the patch size
     inner = [int(s.split("then x")[1]) for s in pup["main"] if "then x" in s]
     final = int(pup["main"][-1].split("\n")[1][1:])
     assert inner == [2, 2, 2] and math.prod(inner) * final == 16
-    assert pup["main"][1].startswith("3x3 conv\n1024→256")
+    assert pup["main"][0].startswith("LN, 3x3 conv\n1024→256")
     assert "3x3 conv 1024→256" in pup["aux"] and pup["aux"].endswith("bilinear x4")
 
 

@@ -29,10 +29,10 @@ def _conv(block) -> str:
 
 
 def _uphead_steps(head, patch: int) -> list[str]:
-    """The layers of an ``UpHead`` (Naive, PUP, PUP aux) as box labels, upsampling factors included."""
-    steps = ["LayerNorm"]
-    for conv, factor in zip(head.convs, head.ups):
-        steps.append(_conv(conv) + (f"\nthen x{factor}" if factor != 1 else ""))
+    """The layers of an ``UpHead`` (Naive, PUP, PUP aux) as box labels: LayerNorm with the first conv, ups included."""
+    steps = []
+    for i, (conv, factor) in enumerate(zip(head.convs, head.ups)):
+        steps.append(("LN, " if i == 0 else "") + _conv(conv) + (f"\nthen x{factor}" if factor != 1 else ""))
     steps.append(f"1x1 conv\n{head.cls.in_channels}→{head.cls.out_channels}")
     steps.append(f"bilinear\nx{patch // math.prod(head.ups)}\nto H x W")
     return steps
@@ -40,7 +40,7 @@ def _uphead_steps(head, patch: int) -> list[str]:
 
 def _compact(steps: list[str]) -> str:
     """One line for an auxiliary head: 'LN → 3x3 conv 1024→256 + BN + ReLU, x4 → ...'."""
-    short = [s.replace("LayerNorm", "LN").replace("\nthen ", ", ").replace("\nto H x W", "").replace("\n", " ")
+    short = [s.replace("\nthen ", ", ").replace("\nto H x W", "").replace("\n", " ")
              for s in steps]
     return " → ".join(short)
 
@@ -92,12 +92,12 @@ def _encoder(ax, info, x=0.0, marks=()):
 
     ``marks``: (layer, colour) pairs; those bars are coloured and labelled Z_l. Returns the bars' right edge.
     """
-    L, w = info["depth"], 2.2
+    L, w = info["depth"], 2.5
     h, wd = info["img_size"]
     p = info["patch"]
     _box(ax, x, -5.2, w, 1.5, f"image\n3 x {h} x {wd}", "white")
     _arrow(ax, (x + w / 2, -3.7), (x + w / 2, -3.3))
-    _box(ax, x, -3.3, w, 2.1, f"{p}x{p} patches\n→ linear +\nposition emb.", ENC, fontsize=9)
+    _box(ax, x, -3.3, w, 2.1, f"{p}x{p} patches\n→ linear +\nposition emb.", ENC, fontsize=8.5)
     _arrow(ax, (x + w / 2, -1.2), (x + w / 2, -0.35))
     colours = dict(marks)
     for layer in range(1, L + 1):
@@ -112,7 +112,7 @@ def _encoder(ax, info, x=0.0, marks=()):
     return x + w
 
 
-def _pipeline(ax, steps, x, y, colours, box_w=1.85, gap=0.3, h=2.8, fontsize=9):
+def _pipeline(ax, steps, x, y, colours, box_w=2.05, gap=0.28, h=2.8, fontsize=8.5):
     """A row of boxes joined by arrows; returns the x where it ends."""
     for i, (step, fc) in enumerate(zip(steps, colours)):
         _box(ax, x, y - h / 2, box_w, h, step, fc, fontsize=fontsize)
@@ -152,7 +152,7 @@ def draw_setr(model, ax=None, title: str | None = None):
         start = nx + nw + 0.9
         _arrow(ax, (nx + nw / 2, hi + 0.6), (nx + nw / 2, top), colour=colour)
         _arrow(ax, (nx + nw / 2, top), (start, top), colour=colour)
-        end = _pipeline(ax, info["main"], start, top, [HEAD, HEAD, UP], box_w=2.9)
+        end = _pipeline(ax, info["main"], start, top, [HEAD, HEAD, UP], box_w=3.2)
         for t in info["aux_taps"]:  # auxiliary heads on the neck's four streams
             _arrow(ax, (nx + nw, t - 1), (start, t - 1), dashed=True)
             _aux(ax, start, t - 1, info["aux"])
@@ -211,7 +211,7 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
         info = infos[kind]
         if kind == "mla":
             steps = ["MLA neck\n4 taps: LN, 1x1,\ntop-down sums,\n3x3 conv"] + info["main"]
-            row_end = _pipeline(ax, steps, start, y, [NECK, HEAD, HEAD, UP], box_w=2.9)
+            row_end = _pipeline(ax, steps, start, y, [NECK, HEAD, HEAD, UP], box_w=3.2)
             taps = f"neck reads {', '.join(f'Z{t}' for t in info['inputs'])}; aux heads on its 4 streams"
         else:
             row_end = _pipeline(ax, info["main"], start, y, _step_colours(info["main"]))
