@@ -85,7 +85,7 @@ def test_synthetic_custom_transforms_are_applied():
     assert calls == [(64, 64, 3)] and image.shape == (32, 64, 3) and label.shape == (32, 64)
 
 
-# ---------------------------------------------------------------- joint transforms (spec §4.2)
+# ---------------------------------------------------------------- joint transforms (paper §4)
 import colorsys  # noqa: E402
 
 from setr_edu.data import transforms as T  # noqa: E402

@@ -1,4 +1,4 @@
-"""SETR's loss: pixel CE with ignore 255, official averaging over all pixels, 0.4 x aux (spec §2.5)."""
+"""SETR's loss: pixel CE with ignore 255, official averaging over all pixels, 0.4 x aux (paper §3.3-§4; official mmseg/models/losses/cross_entropy_loss.py)."""
 import math
 
 import pytest

@@ -7,7 +7,7 @@ from setr_edu import PatchEmbedding, build_setr, encoder_config
 from setr_edu.model.attention import MultiHeadSelfAttention
 
 # ADE20K setting (150 classes, 512x512, aux heads included), without the official code's unused
-# Conv2d(512, K, 1) per head (setr-spec §2.4).
+# Conv2d(512, K, 1) per head (``conv_seg`` of mmseg 0.6's BaseDecodeHead, which fudan-zvg/SETR ships).
 EXACT = {
     ("naive", "large"): 305_361_496, ("pup", "large"): 317_922_542, ("mla", "large"): 310_184_086,
     ("naive", "base"): 87_382_872, ("pup", "base"): 97_256_430, ("mla", "base"): 92_205_462,
@@ -37,7 +37,7 @@ def test_paper_parameter_counts(decoder, encoder):
 def test_backbone_alone_matches_spec():
     with torch.device("meta"):
         m = build_setr("naive", "large", img_size=512)
-    assert n_params(m.encoder) == 304_147_456  # setr-spec §3.1: 304.15M at 512
+    assert n_params(m.encoder) == 304_147_456  # ViT-L/16 with a 1025-entry pos-embed: 304.15M at 512
     with torch.device("meta"):
         m = build_setr("naive", "large", img_size=768)
     assert round(n_params(m.encoder) / 1e6, 2) == 305.46
