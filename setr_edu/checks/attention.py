@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ..model.attention import MultiHeadSelfAttention, attention_weights
-from .compare import close, copy_weights, describe_params, diagnose, is_reference, randomize_, seeded
+from .compare import (DROPOUT_HINT, align, backward, call_student, close, dependency_note, describe_params,
+                      diagnose, eval_outputs, is_reference, randomize_, seeded, with_reference)
 from .result import CheckResult, Grader
 
 SCALE = {
@@ -24,6 +25,7 @@ SCALE = {
     "d": "the scores are divided by d; the scale is 1/sqrt(d) (d = head_dim).",
     "sqrt_D": "the scores are divided by sqrt(D) of the whole embedding; each head uses its own d = D / heads: "
               "divide by sqrt(head_dim).",
+    "times": "the scores are multiplied by sqrt(d) instead of divided by it: q k^T / sqrt(d).",
 }
 SOFTMAX = {
     "keys": None,
@@ -35,7 +37,7 @@ SOFTMAX = {
 def sdp_variant(q, k, v, scale="sqrt_d", softmax="keys", order="qk"):
     d, D = q.shape[-1], q.shape[-1] * q.shape[1]
     s = (q @ k.transpose(-2, -1)) if order == "qk" else (k @ q.transpose(-2, -1))  # (B, h, N, N)
-    s = s * {"sqrt_d": d ** -0.5, "none": 1.0, "d": 1.0 / d, "sqrt_D": D ** -0.5}[scale]
+    s = s * {"sqrt_d": d ** -0.5, "none": 1.0, "d": 1.0 / d, "sqrt_D": D ** -0.5, "times": d ** 0.5}[scale]
     w = s.softmax(dim=-1 if softmax == "keys" else -2)
     return w, w @ v
 
@@ -46,15 +48,20 @@ SDP_AXES = {
 }
 
 
+def reference_sdp(q, k, v):
+    """The reference ``scaled_dot_product``: part 2 runs on it instead of the student's part 1."""
+    w = attention_weights(q, k)
+    return w @ v, w
+
+
 def check_scaled_dot_product(fn, verbose: bool = True) -> CheckResult:
     """Grade ``fn(q, k, v) -> (out, weights)`` against :func:`setr_edu.model.attention.attention_weights`."""
     g = Grader("A2", "scaled_dot_product", "scaled dot-product attention", tests=4, verbose=verbose)
     with g.run():
         shape = (2, 3, 5, 4)  # (B, heads, N, d)
         q, k, v = (seeded(*shape, seed=s, scale=2.0) for s in (0, 1, 2))
-        want_w = attention_weights(q, k)
-        want_out = want_w @ v
-        res = fn(q.clone(), k.clone(), v.clone())
+        want_out, want_w = reference_sdp(q, k, v)
+        res = g.call(fn, q, k, v, what="scaled_dot_product changes q, k or v")
         ok_tuple = isinstance(res, (tuple, list)) and len(res) == 2 and all(isinstance(t, torch.Tensor) for t in res)
         g.test(ok_tuple and res[0].shape == want_out.shape and res[1].shape == want_w.shape,
                f"returns (out, weights) of shapes {tuple(want_out.shape)} and {tuple(want_w.shape)}",
@@ -73,7 +80,7 @@ def check_scaled_dot_product(fn, verbose: bool = True) -> CheckResult:
         g.test(close(out, want_out), "out = weights @ v", "out differs from weights @ v",
                "multiply the (N, N) weights by v: (B, h, N, N) @ (B, h, N, d) -> (B, h, N, d)")
         q2, k2, v2 = (seeded(1, 2, 7, 8, seed=s) for s in (3, 4, 5))
-        w2 = fn(q2, k2, v2)[1]
+        w2 = g.call(fn, q2, k2, v2, what="scaled_dot_product changes q, k or v")[1]
         g.test(close(w2, attention_weights(q2, k2)), "also right for 2 heads, 7 tokens, d = 8",
                "right for the first example but not for 2 heads, 7 tokens, d = 8: take d from q.shape[-1]")
     return g.finish()
@@ -135,41 +142,58 @@ ATTENTION_AXES = {
 
 
 def check_attention(student_cls, verbose: bool = True) -> CheckResult:
-    """Grade ``student_cls(dim, num_heads)`` against :class:`setr_edu.MultiHeadSelfAttention` with equal weights."""
-    g = Grader("A2", "attention", "multi-head self-attention", tests=3, verbose=verbose)
-    with g.run():
+    """Grade ``student_cls(dim, num_heads)`` against :class:`setr_edu.MultiHeadSelfAttention` with equal weights.
+
+    Part 1's ``scaled_dot_product`` is replaced by the reference while this runs, so a bug there costs points
+    once; the report says when the student's own version would have failed this part."""
+    g = Grader("A2", "attention", "multi-head self-attention", tests=4, verbose=verbose)
+    with g.run(), with_reference(student_cls, {"scaled_dot_product": reference_sdp}) as swapped:
         if is_reference(student_cls, MultiHeadSelfAttention):
             g.fail("this is setr_edu's own MultiHeadSelfAttention: write your own module", stop=True)
         D, heads = 24, 4
         ref = randomize_(MultiHeadSelfAttention(D, heads)).eval()
         student = student_cls(dim=D, num_heads=heads).eval()
-        ok, missing, problems = copy_weights(student, ref)
-        g.require(ok and not missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}) has the layers qkv "
-                  f"({3 * D}x{D}) and proj ({D}x{D})",
-                  f"{student_cls.__name__}(dim={D}, num_heads={heads}) does not have the expected layers",
-                  problems + ([f"missing: {', '.join(missing)}"] if missing else [])
-                  + [f"expected: {describe_params(ref)}"])
         x = seeded(2, 7, D, seed=3)
-        with torch.no_grad():
-            out, want = student(x.clone()), ref(x)
+        al = align(student, ref, lambda m: m(x.to(next(m.parameters()).device)))
+        g.require(al.ok and not al.missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}) has the layers "
+                  f"qkv ({3 * D}x{D}) and proj ({D}x{D})",
+                  f"{student_cls.__name__}(dim={D}, num_heads={heads}) does not have the expected layers",
+                  al.messages() + [f"expected: {describe_params(ref)}"])
+        out, deterministic = eval_outputs(g, student, x, what="forward changes x")
+        want = ref(x).detach()
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (B, N, D)",
                f"output shape {got}, expected (B, N, D) = {tuple(want.shape)}",
                "if you return (out, weights), return only out from forward", stop=True)
         if close(out, want):
             g.ok("values match setr_edu.MultiHeadSelfAttention with the same weights")
+        elif not deterministic:
+            g.fail("values differ from setr_edu.MultiHeadSelfAttention, and from one call to the next",
+                   DROPOUT_HINT, stop=True)
         else:
-            bugs = diagnose(out, ATTENTION_AXES, lambda **o: attention_variant(ref, x, **o))
+            with torch.no_grad():
+                bugs = diagnose(out, ATTENTION_AXES, lambda **o: attention_variant(ref, x, **o))
             g.fail("values differ from setr_edu.MultiHeadSelfAttention with the same weights",
-                   bugs or "Several things differ; test your scaled_dot_product first, then check the head "
-                           "split: (B, N, 3D) -> (B, N, 3, heads, head_dim) -> (3, B, heads, N, head_dim).",
-                   stop=True)
+                   bugs or "Several things differ: check the head split, (B, N, 3D) -> (B, N, 3, heads, "
+                           "head_dim) -> (3, B, heads, N, head_dim), and the merge back, transpose(1, 2) then "
+                           "reshape to (B, N, D).", stop=True)
         ref2 = randomize_(MultiHeadSelfAttention(D, 2), seed=1).eval()
         student2 = student_cls(dim=D, num_heads=2).eval()
-        copy_weights(student2, ref2)
         x2 = seeded(1, 5, D, seed=4)
+        align(student2, ref2)
         with torch.no_grad():
-            out2 = student2(x2)
+            out2 = g.call(student2, x2, what="forward changes x")
         g.test(close(out2, ref2(x2)), "also right with 2 heads and 5 tokens (nothing hard-coded)",
                "right with 4 heads but not with 2 heads and 5 tokens: use self.num_heads and x.shape")
+        grads, dead = backward(student, x)
+        xg = x.clone().requires_grad_(True)
+        (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
+        g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
+               "gradients flow back to x and to every weight (a backward pass matches the reference)",
+               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
+                                                                  if dead else ""),
+               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+        if swapped.active:
+            g.note(dependency_note("scaled_dot_product", swapped, lambda: close(call_student(student, x)[0], want)))
     return g.finish()
+

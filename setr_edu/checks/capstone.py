@@ -16,17 +16,22 @@ from torch import nn
 from ..data import SyntheticContextDataset
 from ..engine.metrics import SegmentationMetric, confusion_matrix, metrics_from_confusion
 from ..profile import get_profile
+from .compare import module_device
 from .result import CheckResult, Grader
 
 # Target mIoU on the val split per profile. For scale: background everywhere gives ~0.29; perfect objects with the
 # key always wrong ~0.33, with the key guessed at random ~0.55. So the cpu/gpu targets need the key read from
-# context (the reference solution reaches 0.90 on cpu); ci (30 steps) only proves the pipeline runs.
-TARGETS = {"ci": 0.36, "cpu": 0.70, "gpu": 0.80}
+# context (the reference solution reaches 0.90 on cpu). Under ci the notebook trains MIN_ITERS steps (seconds at
+# 64 px): measured on 64 val images, 5 steps of AdamW (lr 3e-4 to 1e-2, three decoders, three seeds) reach at
+# most 0.40, the reference solution's 200 steps at least 0.44, so 0.43 cannot be passed by a few steps.
+TARGETS = {"ci": 0.43, "cpu": 0.70, "gpu": 0.80}
+MIN_ITERS = 300  # the capstone trains max(P.train_iters, MIN_ITERS) steps
+MIN_VAL = 64  # the grader evaluates on at least this many val images (the ci profile's 8 are too noisy)
 
 
 def evaluate(model: nn.Module, dataset, batch_size: int = 16) -> tuple[SegmentationMetric, SegmentationMetric]:
     """The model's dataset-level metric, and the metric of predicting background everywhere."""
-    device = next(model.parameters()).device
+    device = module_device(model)
     metric, baseline = SegmentationMetric(dataset.num_classes), SegmentationMetric(dataset.num_classes)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
     with torch.no_grad():
@@ -48,16 +53,17 @@ def check_trained_model(model, verbose: bool = True) -> CheckResult:
     """Grade a trained SETR on the synthetic val split against the run profile's target mIoU."""
     P = get_profile()
     target = TARGETS[P.name]
-    g = Grader("A6", "trained_model", f"trained model (profile {P.name})", tests=3, verbose=verbose)
+    g = Grader("A6", "trained_model", f"trained model (profile {P.name})", tests=3, verbose=verbose,
+               inputs_test=False)
     with g.run():
         if not isinstance(model, nn.Module):
             g.fail(f"expected the trained model (an nn.Module), got {type(model).__name__}", stop=True)
-        val = SyntheticContextDataset(P.num_val, img_size=P.img_size, split="val", seed=0)
+        val = SyntheticContextDataset(max(P.num_val, MIN_VAL), img_size=P.img_size, split="val", seed=0)
         was_training = model.training
         model.eval()
         try:
             x, _ = val[0]
-            device = next(model.parameters()).device
+            device = module_device(model)
             with torch.no_grad():
                 out = model(x[None].to(device))
             want = (1, val.num_classes, P.img_size, P.img_size)
@@ -115,9 +121,11 @@ def image_scores(model: nn.Module, dataset, kind: str = "miou") -> torch.Tensor:
     return torch.tensor(scores, dtype=torch.float64)
 
 
-RANKINGS = {
+RANKINGS = {  # (score, order, ...) -> what the student did; the first is the assignment's ranking
     ("miou", "worst"): None,
     ("miou", "best"): "these are the best images, not the worst: sort the per-image mIoU in ascending order.",
+    ("miou", "worst_set"): "these are the right images, but not worst first: sort the per-image mIoU in "
+                           "ascending order and keep that order.",
     ("acc", "worst"): "the images are ranked by pixel accuracy; rank them by each image's mIoU, which does not let "
                       "the large background class hide the shapes that failed.",
     ("zero", "worst"): "classes absent from an image (in its label and prediction) count as IoU 0 in its mean; "
@@ -125,15 +133,26 @@ RANKINGS = {
 }
 
 
-def picks_match(indices: list[int], scores: torch.Tensor, descending: bool) -> bool:
-    """True if ``indices`` hold the k lowest (highest) scores in order (ties may come in any order)."""
+def picks_match(indices: list[int], scores: torch.Tensor, descending: bool, ordered: bool = True) -> bool:
+    """True if ``indices`` hold the k lowest (highest) scores, in order if ``ordered`` (ties in any order)."""
     want = scores.sort(descending=descending).values[: len(indices)]
-    return torch.allclose(scores[indices], want, atol=1e-9, equal_nan=True)
+    got = scores[indices]
+    if not ordered:
+        got, want = got.sort().values, want.sort().values
+    return torch.allclose(got, want, atol=1e-9, equal_nan=True)
+
+
+def ranking_matches(idx: list[int], scores: dict) -> list[tuple]:
+    """The rankings of :data:`RANKINGS` that ``idx`` is consistent with."""
+    return [(kind, order) for kind, order in RANKINGS
+            if picks_match(idx, scores[kind], descending=(order == "best"), ordered=(order != "worst_set"))]
 
 
 def check_worst_images(fn, verbose: bool = True) -> CheckResult:
-    """Grade ``fn(model, dataset, k) -> indices`` of the k lowest per-image mIoUs, worst first."""
-    g = Grader("A6", "worst_images", "worst images", tests=3, verbose=verbose)
+    """Grade ``fn(model, dataset, k) -> indices`` of the k lowest per-image mIoUs, worst first.
+
+    A hint names a wrong ranking only when it is the one ranking that explains the student's picks."""
+    g = Grader("A6", "worst_images", "worst images", tests=3, verbose=verbose, inputs_test=False)
     with g.run():
         for i, (n, k, seed) in enumerate([(10, 4, 7), (6, 1, 8)]):
             ds = SyntheticContextDataset(n, img_size=32, split="test", seed=seed)
@@ -151,8 +170,8 @@ def check_worst_images(fn, verbose: bool = True) -> CheckResult:
             if len(idx) == k and picks_match(idx, scores["miou"], descending=False):
                 g.ok(f"the {k} lowest per-image mIoUs of {n} images, worst first")
                 continue
-            bugs = [msg for (kind, order), msg in RANKINGS.items() if msg and len(idx) == k
-                    and picks_match(idx, scores[kind], descending=(order == "best"))]
+            matches = ranking_matches(idx, scores) if len(idx) == k else []
+            bugs = [RANKINGS[matches[0]]] if len(matches) == 1 else []
             g.fail(f"not the {k} lowest per-image mIoUs of {n} images, worst first (got {idx})",
                    bugs or "score each image alone (SegmentationMetric or confusion_matrix on that image), then "
                            "sort ascending and keep the first k")

@@ -1,58 +1,78 @@
-"""The tools every grader shares: compare tensors, name the likely bug, and give two modules the same weights.
+"""The tools every grader shares: compare tensors, name the likely bug, and call the student's code safely.
 
-**Naming the bug.** A grader does not only say "your output differs". It recomputes the reference with plausible
-mistakes switched on, one *axis* of mistakes at a time (scaling: right / none / 1/d; softmax dim: keys / queries;
-...), over every combination, and reports the combination with the fewest mistakes that reproduces the
-student's output. Each axis is a dict ``{option: message}``; the first option is the correct one (message
-``None``)::
+**Tolerance.** :data:`TOL` is relative to the largest entry of the reference. It comes from what *valid* float32
+implementations differ by on the graders' inputs (einsum, unfold, per-head loops, a hand-written softmax or
+LayerNorm, NumPy, float64: at most 6.3e-7, ``tests/test_grader_tolerance.py`` measures them), with a 3x margin, so
+look-alikes such as LayerNorm's eps 1e-5 instead of 1e-6 (4e-6 on a plain input, 0.36 on a low-variance one) or
+the tanh approximation of GELU (7e-5) are caught.
 
-    axes = {"scale": {"sqrt_d": None, "none": "the scores are not divided by sqrt(d)"}, ...}
-    bugs = diagnose(student_out, axes, lambda scale, ...: reference_variant(x, scale=scale, ...))
+**Naming the bug.** :func:`diagnose` recomputes the reference with plausible mistakes switched on, one *axis* at
+a time and in combination, and returns the combination with the fewest mistakes that reproduces the student's
+output; if several do, it says so instead of guessing. Each axis is a dict ``{option: message}`` whose first
+option is the correct one (message ``None``).
 
-**Same weights.** :func:`copy_weights` copies a reference module's parameters and buffers into the student's
-module: by name when the names match, otherwise by order within each (kind, shape) group, so a student may name
-layers freely as long as they are defined in the order the assignment lists.
+**Same weights.** :func:`align` copies a reference module's weights into the student's, layer by layer, by
+*meaning*: a student layer takes the weights of the reference layer that receives the same input (found with
+hooks, propagated forward), so layers may be named, grouped and registered in any order. Layers that cannot be
+told apart that way fall back to their order within each kind, and the result says so.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+TOL = 2e-6
 
-def close(a, b, tol: float = 1e-4) -> bool:
-    """Same shape and equal up to float32 round-off, relative to the size of ``b``."""
+
+def close(a, b, tol: float = TOL) -> bool:
+    """Same shape, same NaNs, and ``max|a - b| <= tol * max|b|``."""
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.shape != b.shape:
         return False
-    a, b = a.detach().double(), b.detach().double()
+    a, b = a.detach().cpu().double(), b.detach().cpu().double()
     if torch.isnan(a).ne(torch.isnan(b)).any():
         return False
     a, b = torch.nan_to_num(a), torch.nan_to_num(b)
-    return bool((a - b).abs().max() <= tol * (1.0 + b.abs().max())) if b.numel() else True
+    if not b.numel():
+        return True
+    return bool((a - b).abs().max() <= tol * max(float(b.abs().max()), 1e-30))
 
 
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.detach().double() - b.detach().double()).abs().max())
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max|a - b| / max|b|``: the number :func:`close` compares with :data:`TOL`."""
+    a, b = a.detach().cpu().double(), b.detach().cpu().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-def diagnose(out: torch.Tensor, axes: dict[str, dict], variant: Callable[..., torch.Tensor],
-             tol: float = 1e-4) -> list[str] | None:
-    """The fewest mistakes (messages) whose variant reproduces ``out``; ``[]`` if it is the reference, ``None``
-    if no combination matches. ``variant(**options)`` recomputes the reference with those options."""
+def diagnose(out, axes: dict[str, dict], variant: Callable[..., torch.Tensor], tol: float = TOL) -> list[str] | None:
+    """The messages of the fewest mistakes whose variant reproduces ``out``; ``[]`` if it is the reference,
+    ``None`` if no combination matches. If several different combinations of that size match, the evidence is
+    not unique: the result says so and lists them, instead of naming one."""
     names = list(axes)
     combos = sorted(itertools.product(*(list(axes[n]) for n in names)),
                     key=lambda c: sum(opt != next(iter(axes[n])) for n, opt in zip(names, c)))
+    found, size = [], None
     for combo in combos:
-        options = dict(zip(names, combo))
+        n_bugs = sum(opt != next(iter(axes[n])) for n, opt in zip(names, combo))
+        if size is not None and n_bugs > size:
+            break
         try:
-            candidate = variant(**options)
+            candidate = variant(**dict(zip(names, combo)))
         except Exception:  # an impossible combination (e.g. shapes that do not fit): skip it
             continue
         if close(out, candidate, tol):
-            return [axes[n][o] for n, o in options.items() if axes[n][o]]
-    return None
+            found.append([axes[n][o] for n, o in zip(names, combo) if axes[n][o]])
+            size = n_bugs
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    return ["more than one mistake gives exactly this output, so the grader cannot tell which one you made:"] + \
+        [f"either: {' AND '.join(f)}" for f in found]
 
 
 def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -78,65 +98,208 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
-def _group(key: str, t: torch.Tensor) -> tuple:
-    return (key.rsplit(".", 1)[-1], tuple(t.shape))
+def module_device(module) -> torch.device:
+    """Where a module's weights live (its first parameter or buffer); the CPU for a module without any."""
+    if isinstance(module, nn.Module):
+        for t in itertools.chain(module.parameters(), module.buffers()):
+            return t.device
+    return torch.device("cpu")
 
 
-def _subsequence(stu_sd: dict, ref_sd: dict) -> dict | None:
-    """Map student entries to reference entries of the same kind and shape, in order, skipping reference entries
-    the student lacks (e.g. a left-out BatchNorm). ``None`` if the student's entries are not such a subsequence."""
-    ref_items = list(ref_sd.items())
-    mapping, j = {}, 0
-    for k, t in stu_sd.items():
-        while j < len(ref_items) and _group(*ref_items[j]) != _group(k, t):
-            j += 1
-        if j == len(ref_items):
-            return None
-        mapping[k] = ref_items[j][0]
-        j += 1
-    return mapping
+def to_device(obj, device):
+    """Tensors (also inside lists and tuples) moved to ``device``; anything else unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device) for o in obj)
+    return obj
 
 
-def _by_group(stu_sd: dict, ref_sd: dict) -> dict | None:
-    """Map the i-th student entry of each (kind, shape) group to the i-th reference entry of that group; ``None``
-    unless every group has the same size on both sides (layers defined grouped differently, e.g. per level)."""
-    groups: dict[tuple, list[list[str]]] = {}
-    for side, sd in enumerate((ref_sd, stu_sd)):
-        for k, t in sd.items():
-            groups.setdefault(_group(k, t), [[], []])[side].append(k)
-    if any(len(r) != len(s) for r, s in groups.values()):
-        return None
-    return {s: r for rs, ss in groups.values() for r, s in zip(rs, ss)}
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    return []
 
 
-def copy_weights(student: nn.Module, reference: nn.Module) -> tuple[bool, list[str], list[str]]:
-    """Copy ``reference``'s weights into ``student``; return ``(ok, missing, problems)``.
+def _clone(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(o) for o in obj)
+    return obj
 
-    Matching, first that works: (1) the same names and shapes (the student may lack some); (2) the student's entries, in definition order,
-    are a subsequence of the reference's with the same kind (``weight``, ``bias``, ``running_mean``...) and shape,
-    so a student may name layers freely and may leave layers out (``missing`` lists them); (3) the i-th entry of
-    each (kind, shape) group goes to the i-th reference entry of that group. ``ok`` is False if none works;
-    ``problems`` then says what differs, in words.
-    """
-    ref_sd, stu_sd = reference.state_dict(), student.state_dict()
-    if ref_sd.keys() == stu_sd.keys() and all(ref_sd[k].shape == stu_sd[k].shape for k in ref_sd):
-        student.load_state_dict(ref_sd)
-        return True, [], []
-    same_names = all(k in ref_sd and ref_sd[k].shape == t.shape for k, t in stu_sd.items())
-    mapping = ({k: k for k in stu_sd} if same_names else None) or _subsequence(stu_sd, ref_sd) or _by_group(stu_sd, ref_sd)
-    if mapping is None:
-        expected = describe_params(reference)
-        return False, [], [f"your module's parameters ({describe_params(student) or 'none'}) do not line up with "
-                           f"the ones the assignment lists ({expected}): check each layer's size, bias and order"]
-    student.load_state_dict({k: ref_sd[v] for k, v in mapping.items()})
-    taken = set(mapping.values())
-    missing = [k for k in ref_sd if k not in taken and not k.endswith("num_batches_tracked")]
-    return True, missing, []
+
+def call_student(fn, *args, device=None, **kwargs) -> tuple[object, bool]:
+    """Call ``fn`` on copies of ``args`` (on ``device``, default: the module's own); return ``(output on the
+    CPU, modified)``, ``modified`` True if ``fn`` changed one of the tensors it was given."""
+    device = module_device(fn) if device is None else device
+    given = to_device(_clone(args), device)
+    before = [t.detach().clone() for t in _tensors(given)]
+    out = fn(*given, **kwargs)
+    modified = any(t.shape != b.shape or not torch.equal(t.detach(), b) for t, b in zip(_tensors(given), before))
+    return to_device(out, "cpu"), modified
+
+
+# ---------------------------------------------------------------------------------------------- weight alignment
+def units(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The sub-modules that own weights themselves (Linear, Conv2d, norms...), in registration order."""
+    return [(n, m) for n, m in module.named_modules()
+            if any(True for _ in m.parameters(recurse=False)) or _own_buffers(m)]
+
+
+def _own_buffers(m: nn.Module) -> dict:
+    return {k: b for k, b in m.named_buffers(recurse=False) if b.is_floating_point()}
+
+
+def _state(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(m.named_parameters(recurse=False)), **_own_buffers(m)}
+
+
+def signature(m: nn.Module) -> tuple:
+    """What a layer holds, independent of layout: ``(("bias", 16), ("weight", 4608))``."""
+    return tuple(sorted((k, t.numel()) for k, t in _state(m).items()))
+
+
+def describe_unit(path: str, m: nn.Module) -> str:
+    shapes = ", ".join(f"{k} {tuple(t.shape)}" for k, t in _state(m).items())
+    return f"`{path}` ({type(m).__name__}: {shapes})"
 
 
 def describe_params(module: nn.Module) -> str:
     """``"qkv.weight (72, 24), qkv.bias (72,), ..."``: what a module holds, for messages."""
-    return ", ".join(f"{k} {tuple(t.shape)}" for k, t in module.state_dict().items() if not k.endswith("num_batches_tracked"))
+    return ", ".join(f"{k} {tuple(t.shape)}" for k, t in module.state_dict().items()
+                     if not k.endswith("num_batches_tracked"))
+
+
+def _fingerprint(t) -> torch.Tensor | None:
+    """A layer's input, independent of its layout (sorted values): a (B, h, w, D) view matches (B, D, h, w)."""
+    return t.detach().cpu().double().flatten().sort().values if isinstance(t, torch.Tensor) else None
+
+
+def record_inputs(module: nn.Module, run: Callable[[nn.Module], object]) -> tuple[dict, list[str]]:
+    """``({unit path: fingerprint of its first input}, unit paths in the order they were first called)``."""
+    seen, order, handles = {}, [], []
+    for path, m in units(module):
+        def hook(_, args, path=path):
+            if path not in seen and args:
+                seen[path] = _fingerprint(args[0])
+                order.append(path)
+        handles.append(m.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            run(module)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen, order
+
+
+def same_input(a, b) -> bool:
+    return a is not None and b is not None and a.shape == b.shape and close(a, b, 1e-5)
+
+
+@dataclass
+class Alignment:
+    """How the student's layers were matched to the reference's (``pairs``: student path -> reference path)."""
+
+    ok: bool = True
+    pairs: dict[str, str] = field(default_factory=dict)
+    by: dict[str, str] = field(default_factory=dict)  # student path -> "name" | "input" | "order"
+    missing: list[str] = field(default_factory=list)  # reference layers nothing was matched to
+    extra: list[str] = field(default_factory=list)  # student layers that match no reference layer
+    ambiguous: list[list[str]] = field(default_factory=list)  # groups of student layers placed by order only
+
+    def messages(self) -> list[str]:
+        return ([f"your module has no layer for the reference's {', '.join(self.missing)}"] if self.missing else []) \
+            + ([f"layers that match none of the assignment's: {', '.join(self.extra)}"] if self.extra else [])
+
+    def ambiguity(self) -> str:
+        """One sentence naming the layers whose role could only be guessed from their definition order."""
+        if not self.ambiguous:
+            return ""
+        names = "; ".join(", ".join(f"`{s}`" for s in grp) for grp in self.ambiguous)
+        return (f"note: the grader could not tell from what they compute which of your layers is which among "
+                f"{names}; it assumed the order in which they are defined (the table's order)")
+
+
+def _copy(s: nn.Module, r: nn.Module) -> None:
+    rs = _state(r)
+    with torch.no_grad():
+        for k, t in _state(s).items():
+            t.copy_(rs[k].reshape(t.shape).to(t.device))
+
+
+def align(student: nn.Module, reference: nn.Module, run: Callable[[nn.Module], object] | None = None) -> Alignment:
+    """Copy ``reference``'s weights into ``student`` layer by layer (see the module docstring) and say how.
+
+    ``run(module)`` runs a forward pass on the grader's input; without it (or for layers it cannot place) the
+    layers are matched by their order within each kind (same parameter names and sizes).
+    """
+    res = Alignment()
+    s_units, r_units = dict(units(student)), dict(units(reference))
+    s_sd, r_sd = student.state_dict(), reference.state_dict()
+    if all(k in r_sd and r_sd[k].shape == t.shape for k, t in s_sd.items()) and s_units.keys() <= r_units.keys():
+        for p in s_units:  # the assignment's own names: nothing to guess
+            _copy(s_units[p], r_units[p])
+            res.pairs[p], res.by[p] = p, "name"
+    elif run is not None:
+        r_in, _ = record_inputs(reference, run)
+        while True:  # each pass places the layers whose input now equals a reference layer's input
+            try:
+                s_in, _ = record_inputs(student, run)
+            except Exception:
+                break
+            free = [r for r in r_units if r not in res.pairs.values()]
+            placed = 0
+            for s, fp in s_in.items():
+                if s in res.pairs:
+                    continue
+                cands = [r for r in free if signature(r_units[r]) == signature(s_units[s]) and same_input(fp, r_in.get(r))]
+                if len(cands) == 1:
+                    _copy(s_units[s], r_units[cands[0]])
+                    res.pairs[s], res.by[s] = cands[0], "input"
+                    free.remove(cands[0])
+                    placed += 1
+            if not placed:
+                break
+    # what is left: the i-th remaining student layer of each kind takes the i-th remaining reference layer
+    groups: dict[tuple, list[list[str]]] = {}
+    for side, us in enumerate((r_units, s_units)):
+        done = set(res.pairs.values()) if side == 0 else set(res.pairs)
+        for p, m in us.items():
+            if p not in done:
+                groups.setdefault(signature(m), [[], []])[side].append(p)
+    for rs, ss in groups.values():
+        for r, s in zip(rs, ss):
+            _copy(s_units[s], r_units[r])
+            res.pairs[s], res.by[s] = r, "order"
+        res.missing += rs[len(ss):]
+        res.extra += [describe_unit(s, s_units[s]) for s in ss[len(rs):]]
+        if min(len(rs), len(ss)) > 1 and run is not None:
+            res.ambiguous.append(ss[:len(rs)])
+    res.ok = not res.extra
+    return res
+
+
+def first_divergence(student: nn.Module, reference: nn.Module, alignment: Alignment,
+                     run: Callable[[nn.Module], object]) -> tuple[str | None, str | None]:
+    """Stage by stage: ``(last reference layer whose input the student reproduces, first one it does not)``,
+    in the reference's execution order; ``(last, None)`` if every layer's input matches."""
+    r_in, r_order = record_inputs(reference, run)
+    try:
+        s_in, _ = record_inputs(student, run)
+    except Exception:
+        return None, None
+    back = {r: s for s, r in alignment.pairs.items()}
+    last = None
+    for r in r_order:
+        s = back.get(r)
+        if s is None or not same_input(s_in.get(s), r_in[r]):
+            return last, r
+        last = r
+    return last, None
 
 
 def seeded(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
@@ -147,3 +310,88 @@ def seeded(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
 def is_reference(student, reference_cls) -> bool:
     """True if the student handed in the library's own class (or a thin subclass of it)."""
     return isinstance(student, type) and issubclass(student, reference_cls)
+
+
+class with_reference:  # noqa: N801 (used like a function: ``with with_reference(cls, {...}) as swap:``)
+    """While grading ``student`` (a function or class), the names in ``replacements`` (earlier parts it may call,
+    e.g. ``scaled_dot_product``) refer to the reference versions, so that a bug in an earlier part costs points
+    once. ``swap.active``: the student's code does see one of those names; ``with swap.original():`` runs with
+    the student's own versions again."""
+
+    def __init__(self, student, replacements: dict):
+        self.replacements, self.spaces = replacements, []
+        funcs = [student] if not isinstance(student, type) else \
+            [f for c in student.__mro__ if not c.__module__.startswith(("torch.", "builtins"))
+             for f in vars(c).values() if callable(f)]
+        for f in funcs:
+            g = getattr(f, "__globals__", None)
+            if g is not None and all(g is not s for s in self.spaces):
+                self.spaces.append(g)
+        self.saved = [(g, k, g[k]) for g in self.spaces for k in replacements if k in g]
+        self.active = bool(self.saved)
+
+    def __enter__(self):
+        for g, k, _ in self.saved:
+            g[k] = self.replacements[k]
+        return self
+
+    def __exit__(self, *exc):
+        for g, k, v in self.saved:
+            g[k] = v
+        return False
+
+    @contextlib.contextmanager
+    def original(self):
+        self.__exit__()
+        try:
+            yield
+        finally:
+            self.__enter__()
+
+
+def _leaves(obj):
+    """``obj`` with every floating-point tensor replaced by a fresh leaf that requires a gradient."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone().requires_grad_(obj.is_floating_point())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_leaves(o) for o in obj)
+    return obj
+
+
+def backward(module: nn.Module, *args, seed: int = 0) -> tuple[list[torch.Tensor | None], list[str]]:
+    """Backpropagate ``sum(module(*args) * r)`` (``r`` fixed random): ``(gradients of the input tensors on the
+    CPU, names of the parameters that got no gradient)``."""
+    given = _leaves(to_device(args, module_device(module)))
+    for p in module.parameters():
+        p.grad = None
+    with torch.enable_grad():
+        out = module(*given)
+        (out * seeded(*out.shape, seed=seed).to(out.device)).sum().backward()
+    grads = [None if t.grad is None else t.grad.cpu() for t in _tensors(given) if t.is_floating_point()]
+    return grads, [n for n, p in module.named_parameters() if p.grad is None]
+
+
+DROPOUT_HINT = ("two calls on the same input, in eval mode, give different outputs: something random is still "
+                "active, usually a dropout. F.dropout(x, p) drops even in eval mode (its training=True is the "
+                "default); use an nn.Dropout layer, or pass training=self.training.")
+
+
+def eval_outputs(g, module, *args, what: str = ""):
+    """The module's output on ``args`` (eval mode, no gradients), called twice: ``(output, deterministic)``."""
+    with torch.no_grad():
+        a = g.call(module, *args, what=what)
+        b = g.call(module, *args, what=what)
+    same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    return a, same
+
+
+def dependency_note(names: str, swapped: with_reference, own_is_right: Callable[[], bool]) -> str:
+    """Say that this part ran on the reference ``names`` (earlier parts), and whether the student's own versions
+    would have failed it (``own_is_right()`` runs the check's first case with them)."""
+    try:
+        with swapped.original(), torch.no_grad():
+            own_fails = not own_is_right()
+    except Exception:
+        own_fails = True
+    return (f"(graded with the reference {names} in place of yours, so a bug in an earlier part costs points "
+            "once" + ("; with yours, this part's output is wrong: fix the earlier part first)" if own_fails else ")"))

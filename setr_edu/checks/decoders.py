@@ -22,12 +22,16 @@ Bilinear resizes use ``align_corners=False`` except MLA's per-stream 4x (officia
 """
 from __future__ import annotations
 
+import copy
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..model.decoders import MLAHead, MLANeck, UpHead, naive_head, pup_head
-from .compare import close, copy_weights, describe_params, diagnose, randomize_, seeded
+from .compare import (DROPOUT_HINT, align, backward, close, diagnose, eval_outputs, first_divergence, randomize_,
+                      seeded, to_device)
 from .result import CheckResult, Grader
 
 KINDS = ("naive", "pup", "mla")
@@ -123,53 +127,139 @@ MLA_AXES = {
 }
 
 
+# What each reference layer is, and what the reference does just before it (for stage-by-stage diagnoses).
+STAGES = [
+    (r"(neck\.)?norms?(\.(\d))?$", "the LayerNorm{lvl}", "nothing: it must get the encoder map z{lvl} as it is"),
+    (r"convs\.0\.0$", "the first conv", "the LayerNorm over the D channels of each position"),
+    (r"convs\.(\d)\.0$", "stage {n}'s conv", "stage {prev}'s ReLU and its 2x bilinear upsampling "
+                                             "(align_corners=False)"),
+    (r"neck\.lateral\.(\d)\.0$", "level {n}'s 1x1 lateral conv", "level {n}'s LayerNorm"),
+    (r"neck\.smooth\.(\d)\.0$", "level {n}'s 3x3 conv", "the lateral ReLUs and the top-down sum "
+                                                        "m4 = p4, m_i = m_(i+1) + p_i"),
+    (r"head\.streams\.(\d)\.0\.0$", "stream {n}'s first conv", "the ReLU after level {n}'s 3x3 conv"),
+    (r"head\.streams\.(\d)\.1\.0$", "stream {n}'s second conv", "the ReLU after stream {n}'s first conv"),
+    (r"head\.cls$", "the classifier", "each stream's ReLU, its 4x bilinear upsampling (align_corners=True) and "
+                                      "the concatenation, stream 1 first"),
+    (r"cls$", "the classifier", "the last ReLU (after the last conv stage, no upsampling: the final resize "
+                                "does the last 2x)"),
+    (r"\.1$", "the BatchNorm after {conv}", "the conv just before it (nothing in between)"),
+]
+
+
+def stage(path: str) -> tuple[str, str]:
+    """``(what the reference layer at path is, what happens just before it)``."""
+    for pattern, name, before in STAGES:
+        m = re.search(pattern, path)
+        if m:
+            n = next((int(x) + 1 for x in m.groups() if x and x.isdigit()), 1)
+            lvl = f" of level {n}" if "norms" in path else ""
+            conv = stage(path[:-1] + "0")[0] if pattern == r"\.1$" else ""
+            return (name.format(n=n, lvl=lvl, conv=conv), before.format(n=n, prev=n - 1, lvl=n if lvl else ""))
+    return f"`{path}`", "the step before it"
+
+
+def stage_diagnosis(student, ref, alignment, run) -> str:
+    """One sentence: up to where the student's layers reproduce the reference, and where to look."""
+    last, first = first_divergence(student, ref, alignment, run)
+    if first is None:
+        return ("stage by stage: every layer gets the same input as in the reference, so look after the last "
+                "layer: the final bilinear resize of the logits to out_size (align_corners=False)") if last else ""
+    name, before = stage(first)
+    done = f"your layers reproduce the reference up to {stage(last)[0]}; " if last else ""
+    return f"stage by stage: {done}the input of {name} differs, so look at what comes before it: {before}."
+
+
+def _cases(kind: str):
+    """Two sizes; out_size never a multiple of the token grid, so a fixed 16x upsampling cannot pass."""
+    return [dict(D=24, K=5, C=16, grid=(3, 4), out=(50, 70), seed=0),
+            dict(D=20, K=3, C=8, grid=(2, 3), out=(33, 29), seed=1)]
+
+
 def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> CheckResult:
-    """Grade ``student_cls(in_dim, num_classes, channels)`` as a SETR-``kind`` decoder (naive | pup | mla)."""
+    """Grade ``student_cls(in_dim, num_classes, channels)`` as a SETR-``kind`` decoder (naive | pup | mla).
+
+    Layers are matched to the reference by what they compute (any names, grouping or registration order), then
+    compared in eval mode, on a second size, in train mode (BatchNorm's batch statistics) and backward."""
     kind = str(kind).lower()
-    g = Grader("A4", "decoder", f"SETR-{kind} decoder", tests=4, verbose=verbose)
+    g = Grader("A4", "decoder", f"SETR-{kind} decoder", tests=6, verbose=verbose)
     with g.run():
         if kind not in KINDS:
             g.fail(f"kind={kind!r} is not a SETR decoder: set KIND to 'naive', 'pup' or 'mla'", stop=True)
         if isinstance(student_cls, type) and issubclass(student_cls, (UpHead, MLAHead, MLANeck, MLAReference)):
             g.fail("this is setr_edu's own decoder: write your own module", stop=True)
-        cases = [dict(D=24, K=5, C=16, grid=(3, 4), out=(48, 64), seed=0),
-                 dict(D=20, K=3, C=8, grid=(2, 2), out=(32, 32), seed=1)]
-        for i, c in enumerate(cases):
-            ref = randomize_(reference_head(kind, c["D"], c["K"], c["C"]), seed=c["seed"]).eval()
-            student = student_cls(in_dim=c["D"], num_classes=c["K"], channels=c["C"]).eval()
-            ok, missing, problems = copy_weights(student, ref)
-            n_in = 4 if kind == "mla" else 1
-            zs = [seeded(2, c["D"], *c["grid"], seed=10 * i + j) for j in range(n_in)]
-            inputs = zs if kind == "mla" else zs[0]
-            if i == 0:
-                g.test(ok, f"{student_cls.__name__}(in_dim={c['D']}, num_classes={c['K']}, channels={c['C']}): its "
-                       "layers line up with the assignment's table" + (" (some are missing, see below)" if missing else ""),
-                       f"{student_cls.__name__}(in_dim={c['D']}, num_classes={c['K']}, channels={c['C']}): its layers "
-                       "do not line up with the assignment's table", problems, stop=True)
+        c = _cases(kind)[0]
+        ref = randomize_(reference_head(kind, c["D"], c["K"], c["C"]), seed=c["seed"]).eval()
+        student = student_cls(in_dim=c["D"], num_classes=c["K"], channels=c["C"]).eval()
+        zs = [seeded(2, c["D"], *c["grid"], seed=j) for j in range(4 if kind == "mla" else 1)]
+        inputs = zs if kind == "mla" else zs[0]
+        run = lambda m: m(to_device(inputs, next(m.parameters()).device), c["out"])  # noqa: E731
+        al = align(student, ref, run)
+        sig = f"{student_cls.__name__}(in_dim={c['D']}, num_classes={c['K']}, channels={c['C']})"
+        g.test(al.ok, f"{sig}: its layers were matched to the assignment's table"
+               + (" (some are missing, see below)" if al.missing else ""),
+               f"{sig}: its layers do not line up with the assignment's table", al.messages(), stop=True)
+        for m in al.messages():
+            g.note(m)
+        out, deterministic = eval_outputs(g, student, inputs, c["out"], what="forward changes z")
+        with torch.no_grad():
+            want = ref(inputs, c["out"])
+        by_order = student_cls(in_dim=c["D"], num_classes=c["K"], channels=c["C"]).eval()
+        al_order = align(by_order, ref)  # the same layers placed by definition order only
+        with torch.no_grad():
+            out_order = g.call(by_order, inputs, c["out"], what="forward changes z")
+        if not close(out, want) and close(out_order, want):  # a bug-free module whose layers read alike
+            student, al, out = by_order, al_order, out_order
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        hint = (f"the logits must be resized to exactly out_size = {c['out']}, the input image's (H, W), which "
+                f"need not be a multiple of the {c['grid'][0]}x{c['grid'][1]} token grid: end with "
+                "F.interpolate(x, size=out_size, ...), not a fixed scale_factor"
+                if isinstance(out, torch.Tensor) and out.shape[:2] == want.shape[:2] else "")
+        g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (B, K, *out_size)",
+               f"output shape {got}, expected (B, K, *out_size) = {tuple(want.shape)}", hint, stop=True)
+        if close(out, want):
+            g.ok(f"values match setr_edu's SETR-{kind} decoder with the same weights (eval mode)")
+        elif not deterministic:
+            g.fail(f"values differ from setr_edu's SETR-{kind} decoder, and from one call to the next",
+                   DROPOUT_HINT, stop=True)
+        else:
             with torch.no_grad():
-                want = ref(inputs, c["out"])
-                out = student([z.clone() for z in zs] if kind == "mla" else inputs.clone(), c["out"])
-            if i == 0:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                hint = ("the logits must be resized to out_size = the input image's (H, W)"
-                        if isinstance(out, torch.Tensor) and out.shape[:2] == want.shape[:2] else "")
-                g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (B, K, *out_size)",
-                       f"output shape {got}, expected (B, K, *out_size) = {tuple(want.shape)}", hint, stop=True)
-                if close(out, want):
-                    g.ok(f"values match setr_edu's SETR-{kind} decoder with the same weights")
-                    continue
-                with torch.no_grad():
-                    if kind == "mla":
-                        bugs = diagnose(out, MLA_AXES, lambda **o: mla_variant(ref, zs, c["out"], **o))
-                    else:
-                        bugs = diagnose(out, UPHEAD_AXES, lambda **o: uphead_variant(ref, zs[0], c["out"], **o))
-                if missing and bugs is None:
-                    bugs = [f"your module lacks {', '.join(missing)}"]
-                g.fail(f"values differ from setr_edu's SETR-{kind} decoder with the same weights",
-                       bugs or f"compare each stage with the table; the reference holds: {describe_params(ref)}",
-                       stop=True)
-            g.test(ok and close(out, want), f"also right for in_dim={c['D']}, {c['K']} classes, channels={c['C']}, "
-                   f"a {c['grid'][0]}x{c['grid'][1]} grid (nothing hard-coded)",
-                   f"right for the first example but not for in_dim={c['D']}, num_classes={c['K']}, "
-                   f"channels={c['C']}, grid {c['grid']}, out_size {c['out']}", "take every size from the arguments")
+                if kind == "mla":
+                    variant = lambda **o: mla_variant(ref, zs, c["out"], **o)  # noqa: E731
+                    axes = MLA_AXES
+                else:
+                    variant = lambda **o: uphead_variant(ref, zs[0], c["out"], **o)  # noqa: E731
+                    axes = UPHEAD_AXES
+                bugs = diagnose(out, axes, variant) or diagnose(out_order, axes, variant)
+            where = [stage_diagnosis(student, ref, al, run), al.ambiguity()]
+            g.fail(f"values differ from setr_edu's SETR-{kind} decoder with the same weights",
+                   (bugs or []) + [w for w in where if w] or "compare each stage with the table", stop=True)
+        c2 = _cases(kind)[1]
+        ref2 = randomize_(reference_head(kind, c2["D"], c2["K"], c2["C"]), seed=c2["seed"]).eval()
+        student2 = student_cls(in_dim=c2["D"], num_classes=c2["K"], channels=c2["C"]).eval()
+        zs2 = [seeded(1, c2["D"], *c2["grid"], seed=10 + j) for j in range(len(zs))]
+        in2 = zs2 if kind == "mla" else zs2[0]
+        al2 = align(student2, ref2, lambda m: m(to_device(in2, next(m.parameters()).device), c2["out"]))
+        with torch.no_grad():
+            ok2 = al2.ok and close(g.call(student2, in2, c2["out"], what="forward changes z"), ref2(in2, c2["out"]))
+        g.test(ok2, f"also right for in_dim={c2['D']}, {c2['K']} classes, channels={c2['C']}, a "
+               f"{c2['grid'][0]}x{c2['grid'][1]} grid and out_size {c2['out']} (nothing hard-coded)",
+               f"right for the first example but not for in_dim={c2['D']}, num_classes={c2['K']}, "
+               f"channels={c2['C']}, grid {c2['grid']}, out_size {c2['out']}", "take every size from the arguments")
+        s_train, r_train = copy.deepcopy(student).train(), copy.deepcopy(ref).train()
+        out_t = g.call(s_train, inputs, c["out"], what="forward changes z")
+        want_t = r_train(inputs, c["out"]).detach()
+        g.test(close(out_t, want_t), "also right in train mode (BatchNorm normalises with the batch's statistics)",
+               "right in eval mode but not in train mode",
+               "in train mode BatchNorm uses the statistics of the batch: use nn.BatchNorm2d layers and do not "
+               "call F.batch_norm with training=False or switch layers to eval() inside forward")
+        grads, dead = backward(s_train, inputs, c["out"])
+        ref_in = [z.clone().requires_grad_(True) for z in zs]
+        r_out = copy.deepcopy(ref).train()(ref_in if kind == "mla" else ref_in[0], c["out"])
+        (r_out * seeded(*r_out.shape, seed=0)).sum().backward()
+        good = not dead and len(grads) == len(ref_in) and all(
+            a is not None and close(a, b.grad, 1e-5) for a, b in zip(grads, ref_in))
+        g.test(good, "gradients flow back to the input and to every weight (a backward pass matches the reference)",
+               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
+                                                                  if dead else ""),
+               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
     return g.finish()

@@ -133,12 +133,33 @@ def read_log(log: Path) -> dict[str, dict]:
     return results
 
 
+FEEDBACK_CHARS = 600
+
+
 def feedback(entry: dict) -> str:
-    lines = [m.strip() for m in entry.get("messages", [])]
-    fails = [i for i, m in enumerate(lines) if m.startswith("[FAIL]")]
-    if not fails:
+    """One readable sentence group for the CSV: the first failed test, its hint, and how many others failed.
+
+    ``"2 of 5 tests passed. First failure: values differ from ... Hint: the scores are not scaled: ..."``;
+    empty when every test passed."""
+    failed, current = [], None
+    for m in entry.get("messages", []):
+        text = " ".join(m.split())
+        if m.lstrip().startswith("[FAIL]"):
+            current = [text.removeprefix("[FAIL]").strip(), []]
+            failed.append(current)
+        elif m.lstrip().startswith("[ok]"):
+            current = None
+        elif current is not None and text:
+            current[1].append(text)
+    if not failed:
         return ""
-    return " ".join(lines[fails[0]:fails[0] + 2])[:300]
+    first, hints = failed[0]
+    tests = entry.get("tests") or 0
+    head = f"{entry.get('tests_passed', 0)} of {tests} tests passed. First failure: " if tests > 1 else ""
+    text = head + first.rstrip(".") + "." + (f" Hint: {' '.join(hints)}" if hints else "")
+    if len(text) > FEEDBACK_CHARS:
+        text = text[:FEEDBACK_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + " ... (see the executed notebook)"
+    return text
 
 
 def grade_one(root: Path, path: Path, timeout: float, check_timeout: float, profile: str, kernel: str,

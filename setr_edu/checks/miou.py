@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .compare import close, diagnose
+from .compare import close, dependency_note, diagnose, with_reference
 from .result import CheckResult, Grader
 
 IGNORE = 255
@@ -48,9 +48,9 @@ def as_float(value) -> float:
     return float(value)
 
 
-def reference_miou(pairs, num_classes: int) -> float:
+def reference_miou(pairs, num_classes: int, ignore_index: int = IGNORE) -> float:
     """The library's mIoU as a fraction in [0, 1] (a metric that reports percent is scaled back)."""
-    value = as_float(reference_metric(pairs, num_classes)["mIoU"])
+    value = as_float(reference_metric(pairs, num_classes, ignore_index)["mIoU"])
     return value / 100 if value > 1 else value
 
 
@@ -63,17 +63,31 @@ def reference_iou(conf: torch.Tensor) -> torch.Tensor:
     return iou / 100 if torch.nan_to_num(iou).max() > 1 else iou
 
 
-def confusion_reference(pred, target, K, transposed=False):
-    keep = target != IGNORE
-    t, p = target[keep], pred[keep]
+def confusion_reference(pred, target, K, transposed=False, ignore_index=IGNORE, wrap=False):
+    """The reference counts; ``wrap``: what uint8 arithmetic gives (``K * target + pred`` modulo 256)."""
+    keep = target != ignore_index
+    t, p = target[keep].long(), pred[keep].long()
     if transposed:
         t, p = p, t
-    return torch.bincount(K * t + p, minlength=K * K).reshape(K, K)
+    index = (K * t + p) % 256 if wrap else K * t + p
+    return torch.bincount(index, minlength=K * K)[: K * K].reshape(K, K)
+
+
+def reference_confusion(pred, target, num_classes, ignore_index=IGNORE):
+    """The library's ``confusion_matrix``: what ``mean_iou`` runs on instead of the student's part 1."""
+    from ..engine.metrics import confusion_matrix
+
+    return confusion_matrix(pred, target, num_classes, ignore_index)
+
+
+def _counts(fn, g, pred, target, K, ignore_index):
+    out = g.call(fn, pred, target, K, ignore_index=ignore_index, what="confusion_matrix changes pred or target")
+    return (torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out).double()
 
 
 def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
     """Grade ``fn(pred, target, num_classes, ignore_index=255) -> (K, K)``."""
-    g = Grader("A5", "confusion_matrix", "confusion matrix", tests=3, verbose=verbose)
+    g = Grader("A5", "confusion_matrix", "confusion matrix", tests=5, verbose=verbose)
     with g.run():
         from ..engine import metrics
 
@@ -82,12 +96,11 @@ def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
         K = 4
         pred, target = labels((2, 6, 7), K, seed=0), labels((2, 6, 7), K, seed=1)
         want = confusion_reference(pred, target, K)
-        out = fn(pred.clone(), target.clone(), K, ignore_index=IGNORE)
-        out = torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out
-        if close(out.double(), want.double()):
+        out = _counts(fn, g, pred, target, K, IGNORE)
+        if close(out, want.double()):
             g.ok(f"counts right on 2 images of 6x7 pixels, {K} classes")
         else:
-            transposed = close(out.double(), confusion_reference(pred, target, K, transposed=True).double())
+            transposed = close(out, confusion_reference(pred, target, K, transposed=True).double())
             shape = "" if out.shape == want.shape else f"; expected shape ({K}, {K}), got {tuple(out.shape)}"
             g.fail(f"counts differ (2 images of 6x7 pixels, {K} classes{shape})",
                    "rows and columns are swapped: row = the TRUE class, column = the predicted class"
@@ -97,21 +110,46 @@ def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
         target_ig = labels((2, 6, 7), K, seed=2, ignore_frac=0.25)
         want = confusion_reference(pred, target_ig, K)
         try:
-            out = torch.as_tensor(fn(pred.clone(), target_ig.clone(), K, ignore_index=IGNORE))
+            out = _counts(fn, g, pred, target_ig, K, IGNORE)
         except (IndexError, RuntimeError) as exc:
             g.fail(f"crashed on targets that contain ignore pixels (255): {type(exc).__name__}: {exc}",
                    "drop them first: keep = target != ignore_index; pred, target = pred[keep], target[keep]",
                    stop=True)
-        g.test(close(out.double(), want.double()), "pixels whose target is 255 (ignore) are left out",
+        g.test(close(out, want.double()), "pixels whose target is 255 (ignore) are left out",
                "wrong counts when the targets contain ignore pixels (255)",
                f"the counts must sum to the {int((target_ig != IGNORE).sum())} non-ignored pixels, got "
                f"{int(out.sum())}: select pixels with target != ignore_index (the prediction is never 255)")
         K2, p2, t2 = 6, labels((3, 5), 6, seed=3, present=[0, 2, 5]), labels((3, 5), 6, seed=4, present=[0, 1, 2])
-        out2 = torch.as_tensor(fn(p2, t2, K2, ignore_index=IGNORE))
-        g.test(close(out2.double(), confusion_reference(p2, t2, K2).double()),
+        g.test(close(_counts(fn, g, p2, t2, K2, IGNORE), confusion_reference(p2, t2, K2).double()),
                "also right for 6 classes on a single 3x5 map (nothing hard-coded)",
                "right for the first example but not for 6 classes on a single 3x5 map",
                "take K from num_classes and do not assume a batch dimension: flatten everything")
+        # uint8 labels, as real datasets return them, with 40 classes: K * target + pred does not fit in uint8
+        K3 = 40
+        p3 = labels((2, 9, 11), K3, seed=5).to(torch.uint8)
+        t3 = labels((2, 9, 11), K3, seed=6, ignore_frac=0.1).to(torch.uint8)
+        try:
+            out3, err = _counts(fn, g, p3, t3, K3, IGNORE), ""
+        except (IndexError, RuntimeError) as exc:
+            out3, err = None, f" ({type(exc).__name__}: {exc})"
+        wrapped = out3 is not None and close(out3, confusion_reference(p3, t3, K3, wrap=True).double())
+        g.test(out3 is not None and close(out3, confusion_reference(p3, t3, K3).double()),
+               f"also right for uint8 labels with {K3} classes (as datasets return them)",
+               f"wrong for uint8 label maps with {K3} classes{err}",
+               "uint8 arithmetic overflows: num_classes * target + pred is computed modulo 256. Convert the "
+               "labels to int64 first (target.long(), pred.long())." if wrapped else
+               "convert the labels to int64 (.long()) before computing indices; uint8 holds only 0..255")
+        # another ignore label: the argument must be used, not a hard-coded 255
+        t4 = target_ig.clone()
+        t4[t4 == IGNORE] = -1
+        try:
+            out4, err = _counts(fn, g, pred, t4, K, -1), ""
+        except (IndexError, RuntimeError) as exc:
+            out4, err = None, f" ({type(exc).__name__}: {exc})"
+        g.test(out4 is not None and close(out4, confusion_reference(pred, t4, K, ignore_index=-1).double()),
+               "uses its ignore_index argument (also right with ignore_index=-1)",
+               f"wrong with ignore_index=-1{err}",
+               "leave out the pixels whose target equals the ignore_index argument; is 255 hard-coded?")
     return g.finish()
 
 
@@ -146,7 +184,7 @@ def check_iou(fn, verbose: bool = True) -> CheckResult:
         # class 3 appears nowhere (IoU NaN); class 4 is only predicted (IoU 0); the rest overlap partially
         conf = torch.tensor([[5, 1, 0, 0, 2], [2, 7, 1, 0, 0], [0, 3, 4, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
         want = reference_iou(conf)
-        out = fn(conf.clone())
+        out = g.call(fn, conf, what="iou_from_confusion changes conf")
         out = torch.as_tensor(out, dtype=torch.float64) if not isinstance(out, torch.Tensor) else out.double()
         g.test(out.shape == want.shape, f"returns one IoU per class, shape {tuple(want.shape)}",
                f"expected shape (K,) = {tuple(want.shape)}, got {tuple(out.shape)}", stop=True)
@@ -158,7 +196,7 @@ def check_iou(fn, verbose: bool = True) -> CheckResult:
             g.fail("IoU values differ", bugs or f"expected {[round(v, 3) for v in want.tolist()]}, got "
                                                 f"{[round(v, 3) for v in out.tolist()]}", stop=True)
         conf2 = torch.tensor([[3, 0, 1], [4, 2, 0], [0, 0, 6]])
-        out2 = torch.as_tensor(fn(conf2)).double()
+        out2 = torch.as_tensor(g.call(fn, conf2, what="iou_from_confusion changes conf")).double()
         g.test(close(out2, reference_iou(conf2)), "also right for a 3-class matrix (nothing hard-coded)",
                "right for the first matrix but not for a 3-class one")
     return g.finish()
@@ -199,17 +237,28 @@ MIOU_AXES = {
 }
 
 
+def reference_iou_from_confusion(conf) -> torch.Tensor:
+    """The reference ``iou_from_confusion``: what ``mean_iou`` runs on instead of the student's part 2."""
+    return iou_variant(torch.as_tensor(conf))
+
+
 def check_miou(fn, verbose: bool = True) -> CheckResult:
-    """Grade ``fn(pairs, num_classes, ignore_index=255) -> float`` against ``SegmentationMetric``."""
-    g = Grader("A5", "miou", "dataset mIoU", tests=3, verbose=verbose)
-    with g.run():
+    """Grade ``fn(pairs, num_classes, ignore_index=255) -> float`` against ``SegmentationMetric``.
+
+    Parts 1 and 2 (``confusion_matrix``, ``iou_from_confusion``) are replaced by the reference while this runs,
+    so a bug there costs points once."""
+    g = Grader("A5", "miou", "dataset mIoU", tests=5, verbose=verbose)
+    deps = {"confusion_matrix": reference_confusion, "iou_from_confusion": reference_iou_from_confusion}
+    with g.run(), with_reference(fn, deps) as swapped:
         K = 4  # class 3 never appears; images of different sizes; some pixels ignored
         sizes = [(6, 7), (3, 4), (8, 5)]
         pairs = [(labels(s, K, seed=20 + i, present=[0, 1, 2]), labels(s, K, seed=30 + i, ignore_frac=0.2, present=[0, 1, 2]))
                  for i, s in enumerate(sizes)]
         pairs[1] = (pairs[1][0], torch.where(pairs[1][1] == 2, 0, pairs[1][1]))  # class 2 absent from image 2's targets
         want = reference_miou(pairs, K)
-        out = fn([(p.clone(), t.clone()) for p, t in pairs], K, ignore_index=IGNORE)
+        miou = lambda ps, k, ignore=IGNORE: g.call(fn, ps, k, ignore_index=ignore,  # noqa: E731
+                                                   what="mean_iou changes the label maps")
+        out = miou(pairs, K)
         try:
             value = as_float(out)
         except (TypeError, ValueError, RuntimeError):
@@ -225,8 +274,31 @@ def check_miou(fn, verbose: bool = True) -> CheckResult:
                    bugs or "sum one confusion matrix over all images, then iou_from_confusion, then the mean of the "
                            "non-NaN entries", stop=True)
         pairs2 = [(labels((4, 4), 5, seed=40, present=[0, 1, 4]), labels((4, 4), 5, seed=41, present=[0, 1]))]
-        g.test(abs(as_float(fn(pairs2, 5, ignore_index=IGNORE)) - reference_miou(pairs2, 5)) < 1e-6,
+        g.test(abs(as_float(miou(pairs2, 5)) - reference_miou(pairs2, 5)) < 1e-6,
                "also right with 5 classes where one class is only predicted (nothing hard-coded)",
                "right for the first dataset but not for one with 5 classes where class 4 is only predicted",
                "a class that is predicted but never true has IoU 0 and DOES count in the mean")
+        pairs3 = [(p, torch.where(t == IGNORE, -1, t)) for p, t in pairs]  # the same data, ignore label -1
+        try:
+            v3, err = as_float(miou(pairs3, K, -1)), ""
+        except (IndexError, RuntimeError, ValueError) as exc:
+            v3, err = None, f" ({type(exc).__name__}: {exc})"
+        g.test(v3 is not None and abs(v3 - want) < 1e-6, "passes its ignore_index on (also right with ignore_index=-1)",
+               f"wrong with ignore_index=-1{err}",
+               "give ignore_index to confusion_matrix (confusion_matrix(pred, target, num_classes, ignore_index)); "
+               "its default, 255, is not always the dataset's ignore label")
+        K4 = 60  # uint8 label maps, as datasets return them, with many classes
+        pairs4 = [(labels((7, 9), K4, seed=50 + i).to(torch.uint8),
+                   labels((7, 9), K4, seed=60 + i, ignore_frac=0.1).to(torch.uint8)) for i in range(2)]
+        try:
+            v4, err = as_float(miou(pairs4, K4)), ""
+        except (IndexError, RuntimeError, ValueError) as exc:
+            v4, err = None, f" ({type(exc).__name__}: {exc})"
+        g.test(v4 is not None and abs(v4 - reference_miou(pairs4, K4)) < 1e-6,
+               f"also right for uint8 label maps with {K4} classes",
+               f"wrong for uint8 label maps with {K4} classes{err}",
+               "uint8 arithmetic wraps around at 256: convert the label maps to int64 (.long()) before counting")
+        if swapped.active:
+            g.note(dependency_note("confusion_matrix / iou_from_confusion", swapped,
+                                   lambda: abs(as_float(fn(pairs, K, ignore_index=IGNORE)) - want) < 1e-6))
     return g.finish()

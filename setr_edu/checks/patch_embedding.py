@@ -16,11 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.patch_embed import PatchEmbedding
-from .compare import close, diagnose, is_reference, randomize_, seeded
+from .compare import (backward, call_student, close, dependency_note, diagnose, is_reference, randomize_, seeded,
+                      with_reference)
 from .result import CheckResult, Grader
 
-# (B, C, H, W), patch size: a non-square grid (3 x 5 patches) so row- and column-major orders differ.
-CASES = [((2, 3, 12, 20), 4), ((1, 2, 6, 4), 2)]
+# (B, C, H, W), patch size: non-square grids (3 x 5, 3 x 2, 2 x 4 patches) so row- and column-major orders
+# differ, and 3, 2 and 5 channels so that no channel count can be hard-coded.
+CASES = [((2, 3, 12, 20), 4), ((1, 2, 6, 4), 2), ((2, 5, 6, 12), 3)]
 
 PATCHIFY_AXES = {
     "grid": {"row": None,
@@ -50,6 +52,11 @@ def patchify_variant(x: torch.Tensor, p: int, grid: str = "row", inner: str = "c
     return t.reshape(B, h * w, C * p * p)
 
 
+def reference_patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(B, C, H, W) -> (B, N, C*p*p)`` with ``F.unfold``: what part 2 runs on instead of the student's part 1."""
+    return F.unfold(x, patch_size, stride=patch_size).transpose(1, 2)
+
+
 def shape_hint(got: tuple, B: int, N: int, D: int, h: int, w: int) -> str:
     if got == (B, D, N):
         return "That is (B, D, N): swap the last two dimensions (.transpose(1, 2))."
@@ -64,26 +71,33 @@ def shape_hint(got: tuple, B: int, N: int, D: int, h: int, w: int) -> str:
 
 def check_patchify(patchify, verbose: bool = True) -> CheckResult:
     """Grade ``patchify(x, patch_size) -> (B, N, C*p*p)`` against ``F.unfold``."""
-    g = Grader("A1", "patchify", "patchify", tests=3, verbose=verbose)
+    g = Grader("A1", "patchify", "patchify", tests=len(CASES) + 1, verbose=verbose)
     with g.run():
+        passed = []
         for i, (shape, p) in enumerate(CASES):
             x = seeded(*shape, seed=i)
             B, C, H, W = shape
             h, w = H // p, W // p
-            ref = F.unfold(x, p, stride=p).transpose(1, 2)  # (B, N, C*p*p)
-            out = patchify(x.clone(), p)
+            ref = reference_patchify(x, p)
+            g.case(f"x of shape {shape} ({C} channels), patch_size={p}")
+            out = g.call(patchify, x, p, what="patchify changes x")
             if i == 0:
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else None
                 g.test(got == tuple(ref.shape), f"output shape {tuple(ref.shape)} = (B, N, C*p*p)",
                        f"output shape {got}, expected (B, N, C*p*p) = {tuple(ref.shape)} for x of shape "
                        f"{shape} and patch_size={p}", shape_hint(got or (), B, h * w, C * p * p, h, w), stop=True)
-            if close(out, ref):
-                g.ok(f"values match F.unfold for x of shape {shape}, patch_size={p}")
+            where = f"x of shape {shape} ({C} channels), patch_size={p}"
+            passed.append(close(out, ref))
+            if passed[-1]:
+                g.ok(f"values match F.unfold for {where}")
                 continue
             bugs = diagnose(out, PATCHIFY_AXES, lambda **o: patchify_variant(x, p, **o))
-            generic = ("Compare your patch 0 with x[0, :, :p, :p].flatten() and patch 1 with the patch to its right."
-                       if i == 0 else "It works on the first example but not here: is a size (H, W, p, C) hard-coded?")
-            g.fail(f"values differ from F.unfold for x of shape {shape}, patch_size={p}", bugs or generic)
+            if bugs is None:
+                bugs = ("It is right on the first example but not here: is a size (C, H, W or p) hard-coded? Take "
+                        "them from x.shape and patch_size." if passed[0] else
+                        "Compare your patch 0 with x[0, :, :p, :p].flatten() and patch 1 with the patch to its "
+                        "right.")
+            g.fail(f"values differ from F.unfold for {where}", bugs)
     return g.finish()
 
 
@@ -121,22 +135,29 @@ EMBED_AXES = {
 }
 
 
+def _embed_case(g: Grader, student_cls, p: int, C: int, D: int, seed: int):
+    ref = randomize_(PatchEmbedding(p, C, D), seed=seed).eval()
+    student = student_cls(patch_size=p, in_chans=C, embed_dim=D).eval()
+    return ref, student, _load_reference(student, ref)
+
+
 def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
-    """Grade ``student_cls(patch_size, in_chans, embed_dim)`` against :class:`setr_edu.PatchEmbedding`."""
-    g = Grader("A1", "patch_embedding", "patch embedding", tests=4, verbose=verbose)
-    with g.run():
+    """Grade ``student_cls(patch_size, in_chans, embed_dim)`` against :class:`setr_edu.PatchEmbedding`.
+
+    Part 1's ``patchify`` is replaced by the reference while this runs, so a bug there costs points once."""
+    g = Grader("A1", "patch_embedding", "patch embedding", tests=5, verbose=verbose)
+    with g.run(), with_reference(student_cls, {"patchify": reference_patchify}) as swapped:
         if is_reference(student_cls, PatchEmbedding):
             g.fail("this is setr_edu's own PatchEmbedding: write your own module", stop=True)
         (shape, p), D = CASES[0], 10
         B, C, H, W = shape
         h, w = H // p, W // p
-        ref = randomize_(PatchEmbedding(p, C, D)).eval()
-        student = student_cls(patch_size=p, in_chans=C, embed_dim=D).eval()
+        ref, student, loaded = _embed_case(g, student_cls, p, C, D, seed=0)
         n_ref = sum(t.numel() for t in ref.parameters())
         n_stu = sum(t.numel() for t in student.parameters())
         hint = (f"Expected C*p*p*D weights + D biases = {C}*{p}*{p}*{D} + {D} = {n_ref}"
                 + (" (the bias is missing)" if n_stu == n_ref - D else "") + ".")
-        g.test(n_stu == n_ref and _load_reference(student, ref),
+        g.test(n_stu == n_ref and loaded,
                f"{student_cls.__name__}(patch_size={p}, in_chans={C}, embed_dim={D}) has a `proj` layer with "
                f"{n_ref} parameters",
                f"{student_cls.__name__}(patch_size={p}, in_chans={C}, embed_dim={D}) has {n_stu} parameters; the "
@@ -144,7 +165,7 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
                hint, stop=True)
         x = seeded(*shape, seed=1)
         with torch.no_grad():
-            out, want = student(x.clone()), ref(x)
+            out, want = g.call(student, x, what="forward changes x"), ref(x)
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else None
         g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (B, N, D)",
                f"output shape {got}, expected (B, N, D) = {tuple(want.shape)}",
@@ -155,9 +176,25 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
             bugs = diagnose(out, EMBED_AXES, lambda **o: embedding_variant(ref, x, **o))
             g.fail("values differ from setr_edu.PatchEmbedding with the same weights",
                    bugs or "Check the order of the patches (row-major) and of the pixels inside a patch.", stop=True)
-        x2 = seeded(1, C, 8, 16, seed=2)  # another image size: nothing may be hard-coded
-        with torch.no_grad():
-            out2 = student(x2)
-        g.test(close(out2, ref(x2)), "also right for a 1x3x8x16 image (no sizes hard-coded)",
-               "right for the first image but not for a 1x3x8x16 one: derive H, W and the grid from x.shape")
+        good = []  # other channel counts, patch and image sizes: nothing may be hard-coded
+        for (shape2, p2), D2, seed in [(CASES[1], 6, 1), (CASES[2], 7, 2)]:
+            ref2, student2, loaded2 = _embed_case(g, student_cls, p2, shape2[1], D2, seed)
+            x2 = seeded(*shape2, seed=seed + 2)
+            g.case(f"{shape2[1]} input channels, a {shape2[2]}x{shape2[3]} image, patch_size={p2}")
+            with torch.no_grad():
+                good.append((shape2, p2, loaded2 and close(g.call(student2, x2), ref2(x2))))
+        bad = [f"{s[1]} channels, {s[2]}x{s[3]} image, patch_size={q}" for s, q, ok in good if not ok]
+        g.test(not bad, "also right for 2 and 5 input channels, other patch and image sizes (nothing hard-coded)",
+               f"right for the first case but not for {'; '.join(bad)}",
+               "take C from in_chans (layers) or x.shape (forward), and H, W from x.shape")
+        grads, dead = backward(student, x)
+        xg = x.clone().requires_grad_(True)
+        (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
+        g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
+               "gradients flow back to the image and to every weight (a backward pass matches the reference)",
+               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
+                                                                  if dead else ""),
+               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+        if swapped.active:
+            g.note(dependency_note("patchify", swapped, lambda: close(call_student(student, x)[0], want)))
     return g.finish()

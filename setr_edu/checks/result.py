@@ -75,11 +75,31 @@ def where_in_student_code(exc: BaseException) -> str:
 class Grader:
     """Accumulates the tests of one check and turns them into a :class:`CheckResult`."""
 
-    def __init__(self, assignment: str, part: str, title: str, tests: int, verbose: bool = True):
+    def __init__(self, assignment: str, part: str, title: str, tests: int, verbose: bool = True,
+                 inputs_test: bool = True):
         from .assignments import points  # the one place where points are written down
 
-        self.result = CheckResult(assignment, part, title, False, 0.0, float(points(assignment, part)), 0, tests)
-        self.verbose = verbose
+        # + 1 test, added by finish(): the student's code leaves the tensors it is given unchanged
+        self.result = CheckResult(assignment, part, title, False, 0.0, float(points(assignment, part)), 0,
+                                  tests + int(inputs_test))
+        self.verbose, self.inputs_test = verbose, inputs_test
+        self.calls, self.modified = 0, []
+        self.where = ""  # the input being tried, for messages: set with case()
+
+    def case(self, where: str) -> None:
+        """Name the input the next steps try (e.g. "x of shape (1, 2, 6, 4)"), for the report of a crash."""
+        self.where = where
+
+    def call(self, fn, *args, device=None, what: str = "", **kwargs):
+        """``fn(*args)`` on copies of the inputs, moved to the module's device; the output comes back on the CPU.
+        If ``fn`` changes a tensor it was given, that is recorded for the in-place test of :meth:`finish`."""
+        from .compare import call_student
+
+        out, modified = call_student(fn, *args, device=device, **kwargs)
+        self.calls += 1
+        if modified:
+            self.modified.append(what or getattr(fn, "__name__", type(fn).__name__))
+        return out
 
     def ok(self, message: str) -> None:
         self.result.tests_passed += 1
@@ -123,11 +143,23 @@ class Grader:
             self.fail("not implemented yet: replace `raise NotImplementedError()` with your code, then run this "
                       "cell again")
         except Exception as exc:  # anything the student's code raised, reported in plain words
-            self.fail(f"{what} raised {type(exc).__name__}: {exc}{where_in_student_code(exc)}",
-                      "Read the message above, fix that line, re-run the cell that defines it and then this check.")
+            on = f" on {self.where}" if self.where else ""
+            hint = ("It ran on the earlier inputs but not on this one: is a size (channels, heads, classes, image "
+                    "or grid size) hard-coded? Take every size from the arguments and from the input's shape."
+                    if self.result.tests_passed and self.where else
+                    "Read the message above, fix that line, re-run the cell that defines it and then this check.")
+            self.fail(f"{what} raised {type(exc).__name__}{on}: {exc}{where_in_student_code(exc)}", hint)
 
     def finish(self) -> CheckResult:
         r = self.result
+        if self.inputs_test and self.calls:
+            if self.modified:
+                self.fail(f"your code modifies its input in place ({self.modified[0]}): the caller's tensor is "
+                          "changed after the call",
+                          "write new tensors instead: x = x + f(x), not x += f(x); q = q / s, not q /= s; no "
+                          "x.mul_(...) or x[...] = ... on a tensor you were given (clone it first)")
+            elif r.tests_passed:
+                self.ok("leaves the tensors it is given unchanged (no in-place changes to its inputs)")
         r.passed = r.tests_passed == r.tests
         r.score = round(r.max_score * r.tests_passed / r.tests, 2) if r.tests else 0.0
         if self.verbose:

@@ -16,14 +16,19 @@ import torch
 import torch.nn.functional as F
 
 from ..model.encoder import TransformerBlock, resize_pos_embed
-from .compare import close, copy_weights, describe_params, diagnose, is_reference, randomize_, seeded
+from .compare import (DROPOUT_HINT, align, backward, close, describe_params, diagnose, eval_outputs, is_reference,
+                      randomize_, seeded, to_device)
 from .result import CheckResult, Grader
 
 
 def block_variant(ref: TransformerBlock, x: torch.Tensor, attn_norm="pre", mlp_norm="pre", attn_res="yes",
-                  mlp_res="yes", res_input="raw", act="gelu", norm2="own") -> torch.Tensor:
+                  mlp_res="yes", res_input="raw", act="gelu", norm2="own", eps="1e-6") -> torch.Tensor:
     """The reference block's forward with the mistakes of :data:`BLOCK_AXES` switched on."""
-    act_fn = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "relu": F.relu}[act]
+    act_fn = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "relu": F.relu,
+              "none": lambda t: t}[act]
+
+    def ln(m):
+        return lambda t: F.layer_norm(t, m.normalized_shape, m.weight, m.bias, float(eps))
 
     def sublayer(x, f, norm, place, res):
         keep = float(res == "yes")
@@ -35,8 +40,8 @@ def block_variant(ref: TransformerBlock, x: torch.Tensor, attn_norm="pre", mlp_n
         return x * keep + f(x)  # no LayerNorm
 
     mlp = lambda t: ref.mlp.fc2(act_fn(ref.mlp.fc1(t)))  # noqa: E731
-    x = sublayer(x, ref.attn, ref.norm1, attn_norm, attn_res)
-    return sublayer(x, mlp, ref.norm2 if norm2 == "own" else ref.norm1, mlp_norm, mlp_res)
+    x = sublayer(x, ref.attn, ln(ref.norm1), attn_norm, attn_res)
+    return sublayer(x, mlp, ln(ref.norm2 if norm2 == "own" else ref.norm1), mlp_norm, mlp_res)
 
 
 BLOCK_AXES = {
@@ -55,49 +60,74 @@ BLOCK_AXES = {
                             "x = x + attn(norm1(x)), not h = norm1(x); x = h + attn(h)."},
     "act": {"gelu": None,
             "gelu_tanh": "the MLP uses the tanh approximation of GELU; ViT uses the exact (erf) GELU: nn.GELU().",
-            "relu": "the MLP uses ReLU; ViT uses GELU: nn.GELU()."},
+            "relu": "the MLP uses ReLU; ViT uses GELU: nn.GELU().",
+            "none": "the MLP has no activation between fc1 and fc2 (two Linears in a row are one linear map): "
+                    "put the exact GELU, nn.GELU(), between them."},
     "norm2": {"own": None, "shared": "norm1 is applied before the MLP as well; the MLP has its own LayerNorm, norm2."},
+    "eps": {"1e-6": None,
+            "1e-5": "the LayerNorms use eps=1e-5 (PyTorch's default); ViT and SETR use eps=1e-6: "
+                    "nn.LayerNorm(dim, eps=1e-6). On inputs of small variance the difference is large."},
 }
 
 
 def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
     """Grade ``student_cls(dim, num_heads, mlp_ratio)`` against :class:`setr_edu.TransformerBlock`."""
-    g = Grader("A3", "transformer_block", "transformer block", tests=4, verbose=verbose)
+    g = Grader("A3", "transformer_block", "transformer block", tests=6, verbose=verbose)
     with g.run():
         if is_reference(student_cls, TransformerBlock):
             g.fail("this is setr_edu's own TransformerBlock: write your own module", stop=True)
         D, heads = 24, 4
         ref = randomize_(TransformerBlock(D, heads, mlp_ratio=4.0)).eval()
         student = student_cls(dim=D, num_heads=heads, mlp_ratio=4.0).eval()
-        ok, missing, problems = copy_weights(student, ref)
-        g.test(ok and not missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) has the "
-               "layers norm1, attn (qkv, proj), norm2, mlp (fc1, fc2)",
-               f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) does not have the expected layers",
-               problems + ([f"missing: {', '.join(missing)}"] if missing else [])
-               + [f"expected, in this order: {describe_params(ref)}"], stop=True)
         x = seeded(2, 7, D, seed=5)
+        run = lambda m: m(to_device(x, next(m.parameters()).device))  # noqa: E731
+        al = align(student, ref, run)
+        g.test(al.ok and not al.missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) has "
+               "the layers norm1, attn (qkv, proj), norm2, mlp (fc1, fc2)",
+               f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) does not have the expected layers",
+               al.messages() + [f"expected, in this order: {describe_params(ref)}"], stop=True)
+        out, deterministic = eval_outputs(g, student, x, what="forward changes x")
         with torch.no_grad():
-            out, want = student(x.clone()), ref(x)
+            want = ref(x)
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         g.test(got == tuple(want.shape), f"output shape {tuple(want.shape)} = (B, N, D)",
                f"output shape {got}, expected (B, N, D) = {tuple(want.shape)}", stop=True)
         if close(out, want):
             g.ok("values match setr_edu.TransformerBlock with the same weights")
+        elif not deterministic:
+            g.fail("values differ from setr_edu.TransformerBlock, and from one call to the next", DROPOUT_HINT,
+                   stop=True)
         else:
             with torch.no_grad():
                 bugs = diagnose(out, BLOCK_AXES, lambda **o: block_variant(ref, x, **o))
             g.fail("values differ from setr_edu.TransformerBlock with the same weights",
                    bugs or "Check your attention with check_attention first, then the order: "
                            "x = x + attn(norm1(x)); x = x + mlp(norm2(x)).", stop=True)
+        x_low = seeded(2, 7, D, seed=7, scale=1e-3)  # tokens of small variance: LayerNorm's eps matters
+        with torch.no_grad():
+            out_low, want_low = g.call(student, x_low, what="forward changes x"), ref(x_low)
+            bugs = None if close(out_low, want_low) else diagnose(out_low, BLOCK_AXES,
+                                                                   lambda **o: block_variant(ref, x_low, **o))
+        g.test(close(out_low, want_low), "also right on tokens of small variance (std 0.001)",
+               "right on the first input but not on tokens of small variance (std 0.001)",
+               bugs or "LayerNorm divides by sqrt(var + eps): check eps=1e-6 in both norms")
         ref2 = randomize_(TransformerBlock(16, 2, mlp_ratio=2.0), seed=1).eval()
         student2 = student_cls(dim=16, num_heads=2, mlp_ratio=2.0).eval()
-        ok2, _, _ = copy_weights(student2, ref2)
         x2 = seeded(1, 5, 16, seed=6)
+        al2 = align(student2, ref2, lambda m: m(to_device(x2, next(m.parameters()).device)))
         with torch.no_grad():
-            good = ok2 and close(student2(x2), ref2(x2))
+            good = al2.ok and not al2.missing and close(g.call(student2, x2, what="forward changes x"), ref2(x2))
         g.test(good, "also right for dim=16, 2 heads, mlp_ratio=2.0 (nothing hard-coded)",
                "right for the first example but not for dim=16, num_heads=2, mlp_ratio=2.0",
                "the MLP's hidden width is int(dim * mlp_ratio); take every size from the arguments")
+        grads, dead = backward(student, x)
+        xg = x.clone().requires_grad_(True)
+        (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
+        g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
+               "gradients flow back to x and to every weight (a backward pass matches the reference)",
+               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
+                                                                  if dead else ""),
+               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
     return g.finish()
 
 
@@ -131,14 +161,14 @@ POS_AXES = {
 
 def check_pos_embed_resize(fn, verbose: bool = True) -> CheckResult:
     """Grade ``fn(pos_embed, old_grid, new_grid)`` against :func:`setr_edu.resize_pos_embed` (bilinear)."""
-    g = Grader("A3", "pos_embed_resize", "position-embedding resize", tests=3, verbose=verbose)
+    g = Grader("A3", "pos_embed_resize", "position-embedding resize", tests=4, verbose=verbose)
     with g.run():
         if fn is resize_pos_embed:
             g.fail("this is setr_edu's own resize_pos_embed: write your own function", stop=True)
-        for i, (old, new, D) in enumerate([((3, 5), (4, 7), 6), ((4, 4), (2, 3), 5)]):
+        for i, (old, new, D) in enumerate([((3, 5), (4, 7), 6), ((4, 4), (2, 3), 5), ((2, 6), (5, 3), 4)]):
             pos = seeded(1, 1 + old[0] * old[1], D, seed=10 + i)
             want = resize_pos_embed(pos, old, new, num_prefix_tokens=1, mode="bilinear")
-            out = fn(pos.clone(), old, new)
+            out = g.call(fn, pos, old, new, what="resize_pos_embed changes pos_embed")
             if i == 0:
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 hint = ("the class token's entry is missing: keep pos_embed[:, :1] unchanged and put it in front"
