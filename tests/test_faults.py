@@ -162,6 +162,18 @@ def test_failing_validation_names_the_file_and_keeps_the_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter"] == 2
 
 
+def test_a_file_broken_during_training_is_named_in_one_line(tmp_path):
+    root = _folder(tmp_path / "data")
+    t = Trainer(_folder_recipe(root, max_iters=4, checkpoint_every=1, eval_every=100, num_workers=2),
+                tmp_path / "run", progress=False, log=None)
+    for i in range(3):  # broken after the start check: found when a worker loads it
+        (root / f"images/train/{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(trainer_mod.TrainingError) as e:
+        t.fit()
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
+    assert "could not read its data: " in str(e.value) and "train/" in str(e.value) and "resume with" in str(e.value)
+
+
 def test_bad_files_in_both_splits_are_named_together_before_training(tmp_path):
     root = _folder(tmp_path / "data")
     jpg = root / "images/train/1.jpg"  # a JPEG cut short (a partial copy): its header still reads

@@ -84,10 +84,9 @@ def check_device(device: str) -> None:
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C / SIGTERM to the main process, which saves a checkpoint and then stops them
-    (a terminal's Ctrl-C reaches every process of the group)."""
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    """DataLoader workers leave Ctrl-C to the main process (a terminal sends it to every process of the group),
+    which saves a checkpoint and then stops them. SIGTERM keeps its default: the loader stops workers with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class InfiniteBatchSampler(Sampler):
@@ -339,10 +338,10 @@ class Trainer:
         r = self.recipe
         sampler = InfiniteBatchSampler(len(self.train_set), self.micro_batch, r.seed, self.env.rank,
                                        self.env.world_size, start=self.iter * r.batch_size)
-        workers = resolve_num_workers(r.num_workers, r.dataset, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
         return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler,
                           generator=torch.Generator().manual_seed(r.seed),
-                          **loader_kwargs(workers, self.device, worker_init_fn=_ignore_stop_signals))
+                          **loader_kwargs(resolve_num_workers(r.num_workers, r.dataset), self.device,
+                                          worker_init_fn=_ignore_stop_signals))
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -394,7 +393,8 @@ class Trainer:
         batch = self.micro_batch if r.dataset == "synthetic" else 1  # real images differ in size
         res = evaluate(unwrap(self.ddp_model), self.val_set, self.num_classes, r.eval_mode, r.crop_size, r.stride,
                        batch_size=batch, device=self.device, amp_dtype=self.amp_dtype, rank=self.env.rank,
-                       world_size=self.env.world_size, progress=self.progress, class_names=self.info["class_names"])
+                       world_size=self.env.world_size, progress=self.progress, class_names=self.info["class_names"],
+                       num_workers=resolve_num_workers(r.num_workers, r.dataset))
         self.last_val = _plain({k: res[k] for k in ("mIoU", "mAcc", "aAcc", "IoU") if k in res})
         self.write_log({"iter": self.iter, **{f"val_{k}": v for k, v in self.last_val.items()}})
         self._print(f"iter {self.iter}: val mIoU {100 * res['mIoU']:.2f}  mAcc {100 * res['mAcc']:.2f}  "
@@ -478,10 +478,17 @@ class Trainer:
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
         self._last_save = time.monotonic()
-        with self._stop_on_signals():
+        with self._stop_on_signals(), _stopping_workers(batches):
             while self.iter < end:
                 t = time.perf_counter()
-                stats = self.train_step(batches)
+                try:
+                    stats = self.train_step(batches)
+                except BadFileError as e:  # changed since the start check (a DataLoader worker adds its traceback)
+                    reason = str(e).strip().splitlines()[-1].split("BadFileError: ")[-1]
+                    ckpt = self.work_dir / "last.pt"
+                    where = f"the last checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
+                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {reason}; {where}. Fix "
+                                        f"the file, then resume with: {self.resume_hint}") from e
                 self.elapsed += time.perf_counter() - t
                 for k, v in stats.items():
                     window[k] += v
@@ -519,6 +526,17 @@ class Trainer:
         if self.device.type == "cuda":
             rec["mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
         self.write_log(rec)
+
+
+@contextlib.contextmanager
+def _stopping_workers(batches):
+    """Stop the DataLoader's worker processes when ``fit`` ends, also by an exception (whose traceback would
+    otherwise keep them alive until the interpreter exits)."""
+    try:
+        yield
+    finally:
+        if hasattr(batches, "_shutdown_workers"):
+            batches._shutdown_workers()
 
 
 def _files_stamp(datasets) -> str | None:
