@@ -411,7 +411,7 @@ class Trainer:
         try:
             self.validate()
         except (BadFileError, OSError, torch.cuda.OutOfMemoryError) as e:
-            raise TrainingError(f"validation at iteration {self.iter} failed: {str(e).splitlines()[0]}; {kept}. Fix "
+            raise TrainingError(f"validation at iteration {self.iter} failed: {_one_line(e)}; {kept}. Fix "
                                 f"that, then resume with: {self.resume_hint}") from e
         except Exception as e:  # a bug: keep the traceback, and still say that nothing is lost
             e.add_note(f"validation at iteration {self.iter} failed; {kept}; resume with: {self.resume_hint}")
@@ -483,12 +483,11 @@ class Trainer:
                 t = time.perf_counter()
                 try:
                     stats = self.train_step(batches)
-                except BadFileError as e:  # changed since the start check (a DataLoader worker adds its traceback)
-                    reason = str(e).strip().splitlines()[-1].split("BadFileError: ")[-1]
+                except BadFileError as e:  # a file changed since the start check
                     ckpt = self.work_dir / "last.pt"
                     where = f"the last checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
-                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {reason}; {where}. Fix "
-                                        f"the file, then resume with: {self.resume_hint}") from e
+                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {_one_line(e)}; {where}. "
+                                        f"Fix the file, then resume with: {self.resume_hint}") from e
                 self.elapsed += time.perf_counter() - t
                 for k, v in stats.items():
                     window[k] += v
@@ -526,6 +525,13 @@ class Trainer:
         if self.device.type == "cuda":
             rec["mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
         self.write_log(rec)
+
+
+def _one_line(e: BaseException) -> str:
+    """``e``'s message on one line; an error re-raised from a DataLoader worker carries the worker's traceback
+    ("Caught BadFileError in DataLoader worker process 0. ..."), whose last line is the original message."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    return lines[-1].split(": ", 1)[-1] if lines[0].startswith("Caught ") else lines[0]
 
 
 @contextlib.contextmanager
