@@ -3,19 +3,20 @@
 The official checkpoints are mmcv files ``{'meta', 'state_dict'}``. Their backbone already uses timm's names
 (``backbone.blocks.L.attn.qkv`` ...), which are setr_edu's too; only the heads are renamed:
 
-==========================================  =============================================  ======================
-official key                                setr_edu key                                   note
-==========================================  =============================================  ======================
-``backbone.{cls_token,pos_embed,...}``      ``encoder.*``                                  same names
-``backbone.norm_i``                         ``neck.norms.i``                               MLA tap LayerNorms
-``backbone.mla.mla_p{i+2}_1x1.{0,1}``       ``neck.lateral.i.{0,1}``                       1x1 conv + BN
-``backbone.mla.mla_p{i+2}.{0,1}``           ``neck.smooth.i.{0,1}``                        3x3 conv + BN
-``decode_head.mlahead.head{i+2}.{0,1,3,4}`` ``decode_head.streams.i.{0.0,0.1,1.0,1.1}``    (2, 5 are ReLUs)
-``auxiliary_head.N.aux``                    ``auxiliary_heads.N.cls``                      MLA aux classifier
-``P.norm`` / ``P.conv_i`` / ``P.syncbn_fc_i``  ``P'.norm`` / ``P'.convs.i.0`` / ``.convs.i.1``  Naive and PUP heads
-last ``P.conv_n``                           ``P'.cls``                                     the classifier
-``P.conv_seg``                              (dropped)                                      never used in forward
-==========================================  =============================================  ======================
+===========================================  ===========================================  =====================
+official key                                 setr_edu key                                 note
+===========================================  ===========================================  =====================
+``backbone.{cls_token,pos_embed,...}``       ``encoder.*``                                same names
+``backbone.norm_i``                          ``neck.norms.i``                             MLA tap LayerNorms
+``backbone.mla.mla_p{i+2}_1x1.{0,1}``        ``neck.lateral.i.{0,1}``                     1x1 conv + BN
+``backbone.mla.mla_p{i+2}.{0,1}``            ``neck.smooth.i.{0,1}``                      3x3 conv + BN
+``decode_head.mlahead.head{i+2}.{0,1,3,4}``  ``decode_head.streams.i.{0.0,0.1,1.0,1.1}``  (2, 5 are ReLUs)
+``auxiliary_head.N.aux``                     ``auxiliary_heads.N.cls``                    MLA aux classifier
+``P.norm``                                   ``P'.norm``                                  Naive and PUP heads
+``P.conv_i``, ``P.syncbn_fc_i``              ``P'.convs.i.0``, ``P'.convs.i.1``           conv + BN stage i
+last ``P.conv_n``                            ``P'.cls``                                   the classifier
+``P.conv_seg``                               (dropped)                                    never used in forward
+===========================================  ===========================================  =====================
 
 (``P`` = ``decode_head`` or ``auxiliary_head.N``; ``P'`` = ``decode_head`` or ``auxiliary_heads.N``.)
 The checkpoint does not store which layers the heads read; they come from the checkpoint's ``meta['config']``

@@ -96,7 +96,7 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
         state_dict_or_model: a timm ``VisionTransformer`` or its ``state_dict()`` (also the official ``.pth``
             files, optionally wrapped in ``{"model": ...}`` or ``{"state_dict": ...}``).
         strict: raise if an encoder tensor is missing from the checkpoint.
-        source: which weights these are, for the report (e.g. what :func:`paper_weights` returns).
+        source: which weights these are, for the report (e.g. what ``paper_weights`` returns).
 
     DeiT (distilled) checkpoints load the way the official SETR code loads them: one prefix token, so the
     distillation token and its position entry are dropped (``report.distillation_dropped``).
@@ -218,5 +218,6 @@ def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = Non
 
 
 def download_paper_weights(encoder: str = "large", cache_dir: str | os.PathLike | None = None) -> dict:
-    """The state dict of :func:`paper_weights` (kept for older code; prefer ``paper_weights`` for the source)."""
+    """The state dict of ``setr_edu.model.pretrained.paper_weights(encoder)``: the paper's exact file, SHA-256
+    checked, never silently replaced (``paper_weights`` also says which file was loaded and how it was verified)."""
     return paper_weights(encoder, cache_dir)[0]
