@@ -54,16 +54,23 @@ def test_predict_runs_on_the_model_device_and_returns_to_the_caller(fake_cuda):
         assert on_gpu.device.type == "cuda"
 
 
-def test_evaluate_defaults_to_the_model_device(fake_cuda, monkeypatch):
-    mode, model = fake_cuda
+def test_evaluate_defaults_to_the_model_device(monkeypatch):
+    """evaluate must feed the model on *its* device (it used to default to "cpu" whatever the model). The model
+    lives on ``meta`` here; predict and the metric are replaced by recorders (both are tested elsewhere)."""
+    with torch.device("meta"):
+        model = setr_edu.build_setr("naive", "tiny", **TOY)
     seen = []
 
-    class Recorder:  # the metric itself is tested in test_metrics.py; here only where its inputs live matters
+    def recording_predict(m, images, *args, out_size=None, **kw):
+        seen.append(("predict", images.device.type, model_device(m).type))
+        return torch.zeros(images.shape[0], 3, *out_size, device=images.device)
+
+    class Recorder:
         def __init__(self, num_classes, **kw):
-            self.num_classes = num_classes
+            pass
 
         def update(self, pred, target):
-            seen.append((pred.device.type, target.device.type))
+            seen.append(("metric", pred.device.type, target.device.type))
 
         def all_reduce(self):
             pass
@@ -74,11 +81,11 @@ def test_evaluate_defaults_to_the_model_device(fake_cuda, monkeypatch):
         def report(self):
             return ""
 
+    monkeypatch.setattr(inference, "predict", recording_predict)
     monkeypatch.setattr(setr_edu.engine.metrics, "SegmentationMetric", Recorder)
     data = [(torch.randn(3, 32, 32), torch.zeros(32, 32, dtype=torch.long)) for _ in range(2)]
-    with mode:
-        evaluate(model, data, num_classes=3, batch_size=2)
-    assert seen == [("cuda", "cuda")]
+    evaluate(model, data, num_classes=3, batch_size=2)
+    assert seen == [("predict", "meta", "meta"), ("metric", "meta", "meta")]
 
 
 def test_model_device_of_a_model_without_weights_is_the_cpu():
