@@ -26,6 +26,7 @@ import contextlib
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -61,14 +62,24 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
     except BaseException as e:
+        # a full disk surfaces as OSError(ENOSPC) or as a RuntimeError of torch's zip writer ("unexpected pos")
+        full = isinstance(e, (OSError, RuntimeError)) and _free_bytes(path.parent) < 2 ** 20
         if tmp and os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError):
+        if isinstance(e, OSError) or full:
+            why = "the disk is full" if full else e.strerror or str(e)
             kept = f"the previous checkpoint {path} is intact" if path.is_file() else "no earlier checkpoint exists"
-            raise CheckpointError(f"could not write checkpoint {path} ({e.strerror or e}); {kept}. Free disk space "
-                                  f"or make the folder writable, then resume (--resume)") from e
+            raise CheckpointError(f"could not write checkpoint {path} ({why}); {kept}. Free disk space or make the "
+                                  f"folder writable, then resume (--resume)") from e
         raise
     return path
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 2 ** 62
 
 
 def remove_stale_temps(path: str | os.PathLike) -> tuple[int, int]:

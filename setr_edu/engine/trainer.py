@@ -249,8 +249,9 @@ class Trainer:
         need = checkpoint_bytes(self.model, self.recipe.optimizer)
         free = shutil.disk_usage(self.work_dir).free
         if free < 1.1 * need + 2 ** 20:
-            raise TrainingError(f"the disk of {self.work_dir} has {free / 2 ** 30:.2f} GiB free but a checkpoint of "
-                                f"this model takes about {need / 2 ** 30:.2f} GiB (plus 10% headroom); free some space "
+            mib = lambda n: f"{n / 2 ** 20:,.1f} MiB"  # noqa: E731
+            raise TrainingError(f"the disk of {self.work_dir} has {mib(free)} free but a checkpoint of this model "
+                                f"takes about {mib(need)} (plus 10% headroom); free some space "
                                 f"or pass --work-dir (work_dir=) on a bigger disk")
 
     def _check_data(self) -> None:
