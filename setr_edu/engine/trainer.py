@@ -479,7 +479,7 @@ class Trainer:
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
         self._last_save = time.monotonic()
-        with self._stop_on_signals(), _stopping_workers(batches):
+        with self._stop_on_signals(), _stopping_workers(batches), contextlib.closing(bar):  # bar: before a message
             while self.iter < end:
                 t = time.perf_counter()
                 try:
