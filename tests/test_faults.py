@@ -121,7 +121,7 @@ def test_ctrl_c_and_sigterm_on_the_command_line_then_resume(tmp_path):
     """A real `python -m setr_edu train` process: Ctrl-C as a terminal sends it (to the whole process group, data
     loader workers included), resume with the printed command, then SIGTERM (``kill``) to the main process."""
     work = tmp_path / "run"
-    argv = ["train", "--config", "synthetic_ci", "--work-dir", str(work), "--no-progress", "--threads", "1",
+    argv = ["train", "--config", "synthetic_ci", "--work-dir", str(work), "--threads", "1",  # with a progress bar
             *TINY_ARGS, "max_iters=100000", "eval_every=100000", "checkpoint_every=100000", "log_every=1",
             "num_workers=2"]
     proc = subprocess.Popen([sys.executable, "-m", "setr_edu", *argv], stdout=subprocess.PIPE,
