@@ -162,6 +162,23 @@ def test_failing_validation_names_the_file_and_keeps_the_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter"] == 2
 
 
+def test_out_of_memory_in_validation_keeps_the_checkpoint_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def oom(self):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
+
+    monkeypatch.setattr(Trainer, "validate", oom)
+    t = _trainer(tmp_path, max_iters=4, eval_every=2, checkpoint_every=100, checkpoint_minutes=0)
+    with pytest.raises(trainer_mod.TrainingError, match=r"validation at iteration 2 failed: CUDA out of memory\. "
+                                                        r"Tried to allocate 2\.00 GiB; the checkpoint of iteration 2"):
+        t.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["iter"] == 2
+
+    monkeypatch.setattr(Trainer, "validate", lambda self: 1 / 0)
+    with pytest.raises(ZeroDivisionError) as e:  # a bug in the code: the traceback stays, with a note
+        _trainer(tmp_path / "b", max_iters=4, eval_every=2, checkpoint_minutes=0).fit()
+    assert "the checkpoint of iteration 2 is saved" in e.value.__notes__[0]
+
+
 def test_a_file_broken_during_training_is_named_in_one_line(tmp_path):
     root = _folder(tmp_path / "data")
     t = Trainer(_folder_recipe(root, max_iters=4, checkpoint_every=1, eval_every=100, num_workers=2),
