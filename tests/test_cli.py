@@ -196,3 +196,15 @@ def test_eval_names_a_bad_validation_file_in_one_message(trained, tmp_path, caps
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "annotations/val/1.png")
     assert main(["eval", "--checkpoint", str(trained / "last.pt"), "dataset=folder", f"data_root={root}"]) == 2
     assert "1 problem(s)" in _error_line(capsys)
+
+
+def test_ctrl_c_before_training_starts_is_one_line(tmp_path, capsys, monkeypatch):
+    from setr_edu.engine import trainer
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.Trainer, "__init__", interrupted)  # e.g. while the dataset files are checked
+    assert main(["train", "--config", "synthetic_ci", "--work-dir", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip() == "interrupted (Ctrl-C) during `train` before anything needed saving"
