@@ -247,7 +247,7 @@ def test_full_disk_is_found_before_training_and_at_a_save(tmp_path, monkeypatch)
     class Usage:
         free = 2 ** 20
 
-    monkeypatch.setattr(trainer_mod.shutil, "disk_usage", lambda path: Usage)
+    monkeypatch.setattr("setr_edu.engine.preflight.shutil.disk_usage", lambda path: Usage)
     with pytest.raises(trainer_mod.TrainingError, match=r"has 1.0 MiB free but a checkpoint .* --work-dir"):
         _trainer(tmp_path)
     monkeypatch.undo()

@@ -18,7 +18,7 @@ validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``che
 
 **Never lose a run.** Before the first iteration the trainer checks the device, that the work dir is writable and
 has room for a checkpoint, and every image/label file of both splits (one message naming every bad one); it removes
-temporary checkpoints that a killed save left behind. SIGINT (Ctrl-C, a notebook's stop button) and SIGTERM (``kill``,
+temporary checkpoints that a killed save left behind (``engine/preflight.py``). SIGINT (Ctrl-C, a notebook's stop button) and SIGTERM (``kill``,
 a preempted VM) finish the current step, save it and raise ``TrainingInterrupted``, whose message says how to resume.
 
 **Reproducibility.** Data order comes from ``InfiniteBatchSampler``: a seeded stream of epoch permutations
@@ -29,11 +29,8 @@ is interrupted and resumed ends **bitwise equal** on CPU to one that never stopp
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
-import os
-import shutil
 import signal
 import threading
 import time
@@ -49,8 +46,9 @@ from ..data.loader import loader_kwargs, resolve_num_workers
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained
-from .checkpoint import (check_compatible, checkpoint_bytes, load_checkpoint, remove_stale_temps, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .preflight import (TrainingError, TrainingInterrupted, check_device, check_disk_space, check_files,
+                        check_work_dir, ignore_sigint, one_line, read_log, stopping_workers)
 from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
 from .inference import evaluate
 from .losses import SETRLoss
@@ -59,34 +57,6 @@ from ..perf.fastpaths import resolve_amp
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C / a notebook's interrupt; kill, Colab or Slurm shutting down
-
-
-class TrainingError(RuntimeError):
-    """A run that stopped for a reason the user can fix (files, disk, validation); says what and how to resume."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped ``fit``; ``signal`` is the signal's number and the message says how to resume."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signal = signum
-
-
-def check_device(device: str) -> None:
-    """Refuse a device this machine does not have before any work starts (one message that says what to use)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise ValueError(f"device=cuda but PyTorch sees no CUDA GPU (torch {torch.__version__}, {build}); use "
-                         f"device=cpu or device=auto (on Colab: Runtime > Change runtime type > GPU)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device=mps but this PyTorch has no MPS (Apple GPU) backend; use device=cpu or device=auto")
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process (a terminal sends it to every process of the group),
-    which saves a checkpoint and then stops them. SIGTERM keeps its default: the loader stops workers with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class InfiniteBatchSampler(Sampler):
@@ -176,7 +146,7 @@ class Trainer:
         self.resume_hint = f"Trainer(recipe, work_dir={str(self.work_dir)!r}, resume=True).fit()"  # the CLI's: a command
         self._stop_signal, self._saved_iter, self._last_save, self._validating = None, None, time.monotonic(), False
         if self.env.is_main:
-            self._check_work_dir()
+            check_work_dir(self.work_dir, self._print)
         # amp=auto: bf16 on GPUs of compute capability >= 8.0, fp16 + GradScaler on older ones (T4, V100), none on CPU
         self.amp = resolve_amp(r.amp, self.device)
         self.amp_dtype = AMP_DTYPES[self.amp or "none"]
@@ -189,7 +159,7 @@ class Trainer:
         self.micro_batch = r.batch_size // per_step
 
         self.train_set, self.val_set = datasets or build_datasets(r)
-        self._check_data()
+        check_files(dict(train=self.train_set, val=self.val_set), self.work_dir, self._print, self.env.is_main)
         self.info = dataset_info(self.train_set)
         self.num_classes = r.num_classes or self.info["num_classes"]
         if not self.num_classes:
@@ -209,7 +179,7 @@ class Trainer:
                                   f"(--resume) to continue it, overwrite=True (--overwrite) to start again, or "
                                   f"use another work_dir (--work-dir)")
         if self.env.is_main:
-            self._check_disk_space()
+            check_disk_space(self.work_dir, self.model, r.optimizer)
         if state is None and self.env.is_main:
             load_pretrained(self.model, r, self._print)  # DDP broadcasts rank 0's weights to the others
             (self.work_dir / "log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
@@ -226,55 +196,6 @@ class Trainer:
         if state is not None:
             self._restore(state, ckpt_path)
         self.ddp_model = wrap_model(self.model, self.env)
-
-    # --- checks before the first iteration ---------------------------------------------------------------------
-    def _check_work_dir(self) -> None:
-        """The work dir can be created and written (found now, not after ``log_every`` iterations); temporary
-        checkpoints that a killed save left there are removed."""
-        try:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.work_dir / ".write-test"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as e:
-            raise TrainingError(f"cannot write to the work dir {self.work_dir} ({e.strerror or e}); pass a folder "
-                                f"you can write to with --work-dir (work_dir=)") from None
-        files, size = remove_stale_temps(self.work_dir / "last.pt")
-        if files:
-            self._print(f"removed {files} temporary checkpoint file(s) ({size / 2 ** 20:.1f} MiB) left in "
-                        f"{self.work_dir} by a save that was killed")
-
-    def _check_disk_space(self) -> None:
-        """Enough free space for one more checkpoint: a save writes the new file before it replaces the old one."""
-        need = checkpoint_bytes(self.model, self.recipe.optimizer)
-        free = shutil.disk_usage(self.work_dir).free
-        if free < 1.1 * need + 2 ** 20:
-            mib = lambda n: f"{n / 2 ** 20:,.1f} MiB"  # noqa: E731
-            raise TrainingError(f"the disk of {self.work_dir} has {mib(free)} free but a checkpoint of this model "
-                                f"takes about {mib(need)} (plus 10% headroom); free some space "
-                                f"or pass --work-dir (work_dir=) on a bigger disk")
-
-    def _check_data(self) -> None:
-        """Every file of both splits, before the first iteration: one message naming every bad file. A clean
-        check is remembered in ``work_dir/.files-checked`` (paths, sizes, modification times), so a resumed run
-        skips it unless a file changed."""
-        splits = [(s, ds) for s, ds in (("train", self.train_set), ("val", self.val_set)) if hasattr(ds, "bad_files")]
-        if not splits:  # no image/label files (the synthetic task)
-            return
-        stamp, marker = _files_stamp([ds for _, ds in splits]), self.work_dir / ".files-checked"
-        if stamp and marker.is_file() and marker.read_text() == stamp:
-            return
-        t, bad = time.perf_counter(), []
-        for split, ds in splits:
-            bad += [f"[{split}] {p}" for p in ds.bad_files()]
-        self._print(f"checked {sum(len(ds) for _, ds in splits)} image/label pairs in "
-                    f"{time.perf_counter() - t:.1f} s")
-        if not bad and stamp and self.env.is_main:
-            marker.write_text(stamp)
-        if bad:
-            shown = bad if len(bad) <= 30 else bad[:30] + [f"... and {len(bad) - 30} more"]
-            raise BadFileError(f"{len(bad)} bad file(s) in the dataset; nothing was trained:\n  " + "\n  ".join(shown)
-                               + "\nFix or remove them (an image together with its label) and run again.")
 
     # --- state ------------------------------------------------------------------------------------------------
     def _restore(self, state: dict, path: Path) -> None:
@@ -293,23 +214,8 @@ class Trainer:
         if self.env.is_main:  # drop log lines written after the checkpoint (they will be written again)
             log = self.work_dir / "log.jsonl"
             if log.exists():
-                keep = [ln for ln, rec in self._read_log(log) if rec.get("iter", 0) <= self.iter]
+                keep = [ln for ln, rec in read_log(log, self._print) if rec.get("iter", 0) <= self.iter]
                 log.write_text("".join(ln + "\n" for ln in keep))
-
-    def _read_log(self, log: Path) -> list[tuple[str, dict]]:
-        """``(line, record)`` pairs of ``log.jsonl``; a torn last line (the process was killed while writing it)
-        is dropped with a message, a broken line elsewhere is refused naming the file and the line."""
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        out = []
-        for i, ln in enumerate(lines):
-            try:
-                out.append((ln, json.loads(ln)))
-            except json.JSONDecodeError:
-                if i < len(lines) - 1:
-                    raise TrainingError(f"{log} line {i + 1} is not JSON ({ln[:60]!r}); delete that line and "
-                                        f"resume again") from None
-                self._print(f"{log}: dropped its torn last line {ln[:40]!r} (the run was killed while writing it)")
-        return out
 
     def state_dict(self) -> dict:
         """Everything ``fit`` needs to continue exactly (see ``engine/checkpoint.py``)."""
@@ -342,7 +248,7 @@ class Trainer:
         return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler,
                           generator=torch.Generator().manual_seed(r.seed),
                           **loader_kwargs(resolve_num_workers(r.num_workers, r.dataset), self.device,
-                                          worker_init_fn=_ignore_stop_signals))
+                                          worker_init_fn=ignore_sigint))
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -412,7 +318,7 @@ class Trainer:
         try:
             self.validate()
         except (BadFileError, OSError, torch.cuda.OutOfMemoryError) as e:
-            raise TrainingError(f"validation at iteration {self.iter} failed: {_one_line(e)}; {kept}. Fix "
+            raise TrainingError(f"validation at iteration {self.iter} failed: {one_line(e)}; {kept}. Fix "
                                 f"that, then resume with: {self.resume_hint}") from e
         except Exception as e:  # a bug: keep the traceback, and still say that nothing is lost
             e.add_note(f"validation at iteration {self.iter} failed; {kept}; resume with: {self.resume_hint}")
@@ -479,7 +385,7 @@ class Trainer:
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
         self._last_save = time.monotonic()
-        with self._stop_on_signals(), _stopping_workers(batches), contextlib.closing(bar):  # bar: before a message
+        with self._stop_on_signals(), stopping_workers(batches), contextlib.closing(bar):  # bar: before a message
             while self.iter < end:
                 t = time.perf_counter()
                 try:
@@ -487,7 +393,7 @@ class Trainer:
                 except BadFileError as e:  # a file changed since the start check
                     ckpt = self.work_dir / "last.pt"
                     where = f"the last checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
-                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {_one_line(e)}; {where}. "
+                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {one_line(e)}; {where}. "
                                         f"Fix the file, then resume with: {self.resume_hint}") from e
                 self.elapsed += time.perf_counter() - t
                 for k, v in stats.items():
@@ -526,38 +432,6 @@ class Trainer:
         if self.device.type == "cuda":
             rec["mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
         self.write_log(rec)
-
-
-def _one_line(e: BaseException) -> str:
-    """``e``'s message on one line; an error re-raised from a DataLoader worker carries the worker's traceback
-    ("Caught BadFileError in DataLoader worker process 0. ..."), whose last line is the original message."""
-    lines = str(e).strip().splitlines() or [type(e).__name__]
-    return lines[-1].split(": ", 1)[-1] if lines[0].startswith("Caught ") else lines[0]
-
-
-@contextlib.contextmanager
-def _stopping_workers(batches):
-    """Stop the DataLoader's worker processes when ``fit`` ends, also by an exception (whose traceback would
-    otherwise keep them alive until the interpreter exits)."""
-    try:
-        yield
-    finally:
-        if hasattr(batches, "_shutdown_workers"):
-            batches._shutdown_workers()
-
-
-def _files_stamp(datasets) -> str | None:
-    """A digest of every file's path, size and modification time, plus the label mapping (None if one vanished)."""
-    h = hashlib.sha1()
-    try:
-        for ds in datasets:
-            h.update(f"{ds.num_classes} {ds.reduce_zero_label}".encode())
-            for path in (p for pair in ds.pairs for p in pair):
-                st = os.stat(path)
-                h.update(f"{path} {st.st_size} {st.st_mtime_ns}\n".encode())
-    except (OSError, AttributeError):
-        return None
-    return h.hexdigest()
 
 
 def _plain(x):
