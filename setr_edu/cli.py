@@ -7,7 +7,9 @@
     python -m setr_edu predict --checkpoint runs/synthetic_cpu/last.pt photo.jpg --out preds/
 
 Mistakes (an unknown recipe key, a missing dataset folder, a checkpoint from another model) end with one line
-that says what to do, and exit status 2; ``SETR_EDU_DEBUG=1`` shows the full traceback instead.
+that says what to do, and exit status 2; ``SETR_EDU_DEBUG=1`` shows the full traceback instead. Ctrl-C or SIGTERM
+during training saves a checkpoint and ends with the command that resumes (exit status 130 or 143); ``predict``
+reports unreadable images, writes the others and exits with status 1.
 """
 from __future__ import annotations
 
@@ -35,12 +37,17 @@ def _recipe_args(p: argparse.ArgumentParser, config_required: bool) -> None:
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint written by train (<work_dir>/last.pt)")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint written by train (<work_dir>/last.pt), "
+                   "or a released SETR model: official:<name> or mmseg:<name> (downloaded once, converted; "
+                   "`python -m setr_edu released` lists them)")
     p.add_argument("--mode", choices=("whole", "slide"), help="whole image or sliding window (default: the recipe's "
                    "eval_mode; the paper's recipes use slide with crop/stride 512/341, 768/512, 480/320)")
     p.add_argument("--scales", metavar="S,S,...", help="test scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 (default 1.0)")
     p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
     p.add_argument("--ms", action="store_true", help="the paper's multi-scale + flip test: scales 0.5-1.75 and --flip")
+    p.add_argument("--protocol", choices=("single", "paper", "official"), help="a named test protocol (default: the "
+                   "recipe's eval_protocol): single scale; paper = ratios 0.5-1.75 + flip; official = the ratios of "
+                   "the official *_MS.py config + flip (0.5, 0.75, 1.0 for ADE20K Naive/MLA)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a recipe (resumable, multi-GPU with torchrun)",
                        description="Train SETR (or the CNN baseline) with a named recipe or a recipe file. Writes "
-                       "<work-dir>/last.pt (every checkpoint_every iterations and at the end) and <work-dir>/log.jsonl "
-                       "(one JSON object per log step; validation lines carry val_mIoU). Multi-GPU: "
+                       "<work-dir>/last.pt (every checkpoint_every iterations or checkpoint_minutes, before each "
+                       "validation, at the end, and on Ctrl-C / SIGTERM, which then print the command that resumes) "
+                       "and <work-dir>/log.jsonl (one JSON object per log step; validation lines carry val_mIoU). "
+                       "Overrides key=value may come anywhere after the command. Multi-GPU: "
                        "torchrun --nproc_per_node=N -m setr_edu train ... (batch_size stays the global batch).")
     _recipe_args(p, config_required=True)
     p.add_argument("--max-iters", type=int, metavar="N", help="stop after N iterations (same as max_iters=N)")
@@ -86,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "its keys and values, after any key=value overrides.")
     p.add_argument("name", nargs="?", help="a named recipe or a recipe file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+    sub.add_parser("released", help="list the released SETR checkpoints (eval --checkpoint official:<name>) with "
+                   "the mIoU each should reproduce", description="The trained SETR models released by the paper's "
+                   "authors (official:) and by mmsegmentation (mmseg:), with their README and paper mIoU.")
 
     from .data.download import add_arguments as data_arguments
 
@@ -159,6 +172,8 @@ def _model_from_checkpoint(args, recipe_overrides: list[str] | None = None):
     from .engine.trainer import check_device
     from .recipes import Recipe, apply_overrides
 
+    if args.checkpoint.split(":", 1)[0] in ("official", "mmseg"):
+        return _released_model(args, recipe_overrides)
     state = load_checkpoint(args.checkpoint)
     if getattr(args, "config", None):
         recipe = _load_recipe(args, [])
@@ -176,6 +191,34 @@ def _model_from_checkpoint(args, recipe_overrides: list[str] | None = None):
     return model.to(device).eval(), recipe, meta, device, num_classes
 
 
+def _released_model(args, recipe_overrides: list[str] | None = None):
+    """``--checkpoint official:<name>`` / ``mmseg:<name>``: download, convert, and the paper's recipe for it."""
+    from .engine.distributed import resolve_device
+    from .engine.trainer import check_device
+    from .recipes import apply_overrides
+    from .released import load_released, released_recipe
+
+    model, entry = load_released(args.checkpoint)
+    print(model.conversion_report)
+    recipe = _load_recipe(args, []) if getattr(args, "config", None) else released_recipe(entry)
+    recipe = apply_overrides(recipe, recipe_overrides or [])
+    check_device(getattr(args, "device", None) or recipe.device)
+    device = resolve_device(getattr(args, "device", None) or recipe.device)
+    expected = ", ".join(f"{k} {v}" for k, v in (("SS", entry.ss), ("MS", entry.ms), ("paper SS", entry.paper_ss),
+                                                 ("paper MS", entry.paper_ms)) if v is not None)
+    meta = dict(iter=f"released ({entry.key}; expected mIoU: {expected})")
+    return model.to(device).eval(), recipe, meta, device, model.num_classes
+
+
+def _protocol(args, recipe, scales, flip) -> tuple[tuple[float, ...], bool]:
+    """``--protocol`` (or the recipe's ``eval_protocol`` when no scale option is given) -> (scales, flip)."""
+    from .engine.inference import protocol_views
+    from .recipes import official_ms_ratios
+
+    protocol = args.protocol or (recipe.eval_protocol if not (args.ms or args.scales or args.flip) else None)
+    return protocol_views(protocol, official_ms_ratios(recipe)) if protocol else (scales, flip)
+
+
 def _scales(args) -> tuple[tuple[float, ...], bool]:
     if args.ms:
         return PAPER_SCALES, True
@@ -190,12 +233,14 @@ def _scales(args) -> tuple[tuple[float, ...], bool]:
 
 
 def cmd_eval(args) -> int:
+    from .data.loader import resolve_num_workers
     from .engine.build import build_datasets
     from .engine.inference import evaluate
 
     scales, flip = _scales(args)
     extra = list(args.overrides) + ([f"data_root={args.data_root}"] if args.data_root else [])
     model, recipe, meta, device, num_classes = _model_from_checkpoint(args, extra)
+    scales, flip = _protocol(args, recipe, scales, flip)
     (val_set,) = build_datasets(recipe, splits=("val",))
     if hasattr(val_set, "validate"):  # every file readable and consistent, before the long evaluation
         val_set.validate()
@@ -205,7 +250,8 @@ def cmd_eval(args) -> int:
           f"images: mode={mode}, scales={list(scales)}, flip={flip}")
     res = evaluate(model, val_set, num_classes, mode, recipe.crop_size, recipe.stride, scales, flip, batch_size=batch,
                    device=device, progress=True, min_size=recipe.crop_size if len(scales) > 1 else None,
-                   class_names=meta.get("class_names"))
+                   class_names=meta.get("class_names"),
+                   num_workers=resolve_num_workers(recipe.num_workers, recipe.dataset))
     print(res["report"])
     summary = {k: float(res[k]) for k in ("mIoU", "mAcc", "aAcc")}
     print(json.dumps(summary))
@@ -226,6 +272,7 @@ def cmd_predict(args) -> int:
     scales, flip = _scales(args)
     paths = _image_paths(args.images)
     model, recipe, meta, device, num_classes = _model_from_checkpoint(args)
+    scales, flip = _protocol(args, recipe, scales, flip)
     palette = np.asarray(meta.get("palette") or _default_palette(num_classes), dtype=np.uint8)
     mode = args.mode or recipe.eval_mode
     out = Path(args.out)
@@ -329,6 +376,13 @@ def _delegate(module: str, argv: list[str]) -> int:
     return mod.main(argv) or 0
 
 
+def _cmd_released(args) -> int:
+    from .released import table
+
+    print(table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "data"]:  # the data-pipeline benchmark parses its own options
@@ -345,10 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from .engine.checkpoint import CheckpointError
 
-    from .engine.trainer import TrainingError, TrainingInterrupted
+    from .engine.preflight import TrainingError, TrainingInterrupted, one_line
 
     command = dict(train=cmd_train, eval=cmd_eval, predict=cmd_predict, recipes=cmd_recipes,
-                   data=_cmd_data)[args.command]
+                   data=_cmd_data, released=_cmd_released)[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:  # SIGINT / SIGTERM during training: the checkpoint is saved
@@ -360,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, CheckpointError, TrainingError) as e:
         if os.environ.get("SETR_EDU_DEBUG"):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else one_line(e) if str(e).startswith("Caught ") else e
         print(f"error: {msg}\n(set SETR_EDU_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2
     except FloatingPointError as e:

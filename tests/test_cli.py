@@ -208,3 +208,17 @@ def test_ctrl_c_before_training_starts_is_one_line(tmp_path, capsys, monkeypatch
     assert main(["train", "--config", "synthetic_ci", "--work-dir", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip() == "interrupted (Ctrl-C) during `train` before anything needed saving"
+
+
+def test_an_error_from_a_data_loader_worker_is_its_last_line(capsys, monkeypatch):
+    from setr_edu import cli
+    from setr_edu.data.datasets import BadFileError
+
+    def worker_error(args):  # how DataLoader re-raises a worker's exception: the worker's traceback as message
+        raise BadFileError("Caught BadFileError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                           "call last):\n  File \"x.py\", line 1\nsetr_edu.data.datasets.BadFileError: val/3.png is "
+                           "not a readable image (truncated)")
+
+    monkeypatch.setattr(cli, "cmd_eval", worker_error)
+    assert main(["eval", "--checkpoint", "x.pt"]) == 2
+    assert _error_line(capsys) == "error: val/3.png is not a readable image (truncated)"
