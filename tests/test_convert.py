@@ -175,3 +175,16 @@ def test_num_heads_assumed_from_width_is_reported():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x)[0], atol=1e-5, rtol=0)
+
+
+def test_checkpoint_with_numpy_meta_loads_and_code_is_refused(tmp_path):
+    """mmcv training checkpoints may carry numpy values in meta: allowed; any other Python object is refused."""
+    import numpy as np
+
+    sd, meta = read_checkpoint(FIX / "naive.pth")
+    path = tmp_path / "np.pth"
+    torch.save({"meta": {**meta, "seed": np.int64(3), "palette": np.array([[1, 2, 3]])}, "state_dict": sd}, path)
+    assert load_official_setr(path).conversion_report.loaded == 336
+    torch.save({"meta": {"hook": torch.nn.ReLU()}, "state_dict": sd}, tmp_path / "obj.pth")
+    with pytest.raises(ValueError, match="cannot run code when loaded"):
+        read_checkpoint(tmp_path / "obj.pth")

@@ -67,11 +67,7 @@ def read_checkpoint(path_or_state_dict) -> tuple[dict[str, torch.Tensor], dict]:
         path = Path(obj)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated download, HTML error page, pickle of something else
-            raise ValueError(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}); "
-                             f"is the download complete? delete the file and download it again") from err
+        obj = _load_tensors_and_numbers(path)
     if not isinstance(obj, dict):
         raise TypeError(f"expected a checkpoint dict or a path, got {type(obj).__name__}")
     meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
@@ -83,6 +79,33 @@ def read_checkpoint(path_or_state_dict) -> tuple[dict[str, torch.Tensor], dict]:
     if not sd:
         raise ValueError("the checkpoint holds no tensors; is it a SETR segmentation checkpoint?")
     return sd, meta
+
+
+def _load_tensors_and_numbers(path: Path):
+    """``torch.load(weights_only=True)``, also allowing the numpy scalars and arrays that mmcv writes into
+    ``meta`` (a seed, a palette); any other Python object in the file is refused, nothing is executed."""
+    import importlib
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        try:
+            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception:
+            needed = None
+        if not needed or not all(name.startswith("numpy.") for name in needed):
+            raise ValueError(f"{path} holds Python objects other than tensors and numbers ({needed or err}); setr_edu "
+                             f"only reads checkpoints that cannot run code when loaded") from err
+        import numpy as np
+
+        allowed = [getattr(importlib.import_module(n.rsplit(".", 1)[0]), n.rsplit(".", 1)[1]) for n in needed]
+        allowed += [getattr(np.dtypes, n) for n in np.dtypes.__all__]  # the dtype classes numpy values refer to
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated download, HTML error page, not a checkpoint at all
+        raise ValueError(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}); "
+                         f"is the download complete? delete the file and download it again") from err
 
 
 def count_indexed(sd: dict, pattern: str) -> int:
