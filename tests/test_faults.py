@@ -106,6 +106,20 @@ def test_sigint_saves_the_current_iteration_and_a_second_one_stops_at_once(tmp_p
     assert not (tmp_path / "b" / "last.pt").exists()
 
 
+def test_ctrl_c_during_validation_stops_at_once_keeping_the_checkpoint_written_before_it(tmp_path, monkeypatch):
+    real_evaluate = trainer_mod.evaluate
+
+    def ctrl_c_then_evaluate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "evaluate", ctrl_c_then_evaluate)
+    t = _trainer(tmp_path, max_iters=6, eval_every=2, checkpoint_every=100, checkpoint_minutes=0)
+    with pytest.raises(trainer_mod.TrainingInterrupted, match="SIGINT: saved iteration 2 of 6"):
+        t.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["iter"] == 2 and "val_mIoU" not in (tmp_path / "log.jsonl").read_text()
+
+
 def _wait_for_log(log, more_than: int, proc, timeout=180) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
