@@ -213,7 +213,9 @@ def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = Non
     except RuntimeError as err:
         raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: pretrained='timm:{info['timm']}' "
                            f"loads timm's closest tag. {info['note']}") from None
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    from ..convert.common import read_checkpoint  # tensors and numbers only; nothing in the file is executed
+
+    sd, _ = read_checkpoint(path)
     return sd, verified
 
 
