@@ -339,8 +339,9 @@ class Trainer:
             if self._stop_signal is not None or (self._validating and self._saved_iter == self.iter):
                 raise self._interrupted(signum)
             self._stop_signal = signum
-            self._print(f"\n{signal.Signals(signum).name}: saving a checkpoint after iteration {self.iter + 1}, then "
-                        f"stopping (send it again to stop at once)")
+            with contextlib.suppress(RuntimeError):  # print is not reentrant: the signal may interrupt a print
+                self._print(f"\n{signal.Signals(signum).name}: finishing this iteration, saving a checkpoint, then "
+                            f"stopping (send it again to stop at once)")
 
         previous = [(s, signal.signal(s, handler)) for s in STOP_SIGNALS]
         try:
