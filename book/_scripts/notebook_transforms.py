@@ -19,8 +19,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# Chapters that need a GPU to do what they teach (GPU training recipes; GPU benchmarks).
-GPU_CHAPTERS = ("ch12_gpu_training", "ch15_performance")
+# Chapters that need a GPU to do what they teach (GPU training recipes; GPU benchmarks; T-Large released weights
+# evaluated on ADE20K).
+GPU_CHAPTERS = ("ch12_gpu_training", "ch15_performance", "ch16_released_weights")
 COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}
 
 # nbval's comment markers and the tag that replaces each; "kind" is the option it sets (one per kind and cell).
