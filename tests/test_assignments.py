@@ -336,3 +336,49 @@ def test_grade_log_reading_and_identification(tmp_path):
     assert grade.identify(Path("x/A3-bob.ipynb")) == "A3"
     assert grade.identify(Path("x/bob.ipynb"), text="checks.check_miou(mean_iou)") == "A5"
     assert grade.identify(Path("x/bob.ipynb")) is None
+
+
+# ------------------------------------------------------------------------------------------------------ nbgrader
+def test_nbgrader_export_has_valid_cell_metadata(tmp_path):
+    """The export's cell metadata follows nbgrader's schema version 3 (the rules of nbgrader's MetadataValidatorV3:
+    grade ids unique and non-empty, points on grade cells, markdown answers both solution and grade), check cells
+    carry their part's points and end with ``result.score`` (nbgrader's partial credit), no instructor cell leaks."""
+    written = msn.export_nbgrader(tmp_path)
+    assert len(written) == len(ASSIGNMENTS)
+    keys = {"grade", "grade_id", "locked", "schema_version", "solution", "task"}
+    for path in written:
+        nb = nbformat.read(path, as_version=4)
+        aid = nb.metadata["setr_edu"]["assignment"]
+        metas = [(c, c.metadata["nbgrader"]) for c in nb.cells if "nbgrader" in c.metadata]
+        ids = [m["grade_id"] for _, m in metas]
+        assert len(ids) == len(set(ids)) and all(ids)
+        for cell, m in metas:
+            assert keys <= set(m) and m["schema_version"] == 3 and not m["task"]
+            assert all(isinstance(m[k], bool) for k in ("grade", "solution", "locked", "task"))
+            if m["grade"]:
+                assert isinstance(m["points"], float)
+            if cell.cell_type == "markdown":
+                assert m["grade"] and m["solution"] and "### BEGIN SOLUTION" in cell.source
+        tests = [(c, m) for c, m in metas if m["grade"] and c.cell_type == "code"]
+        assert sum(m["points"] for _, m in tests) == ASSIGNMENTS[aid].points
+        assert all(c.source.rstrip().splitlines()[-1].startswith("result.score") and m["locked"] for c, m in tests)
+        assert not any("instructor" in c.metadata.get("tags", []) for c in nb.cells)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_nbgrader_generate_assignment(tmp_path):
+    """nbgrader's own validator and generate step on the export (skipped where nbgrader is not installed; it
+    installs with ``pip install nbgrader``)."""
+    pytest.importorskip("nbgrader", reason="nbgrader is not installed: the schema is checked by the test above")
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    written = msn.export_nbgrader(tmp_path)
+    for path in written:
+        MetadataValidator().validate_nb(nbformat.read(path, as_version=4))
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "a5_miou", "--force"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    released = (tmp_path / "release" / "a5_miou" / "a5_miou.ipynb").read_text()
+    assert "YOUR CODE HERE" in released and "BEGIN SOLUTION" not in released and "torch.nanmean" not in released

@@ -529,10 +529,10 @@ GUIDE = ROOT / "book" / "assignments" / "index.md"
 
 
 def guide_mistakes() -> list[str]:
-    """The items of the guide's list of recognised mistakes, each of the form ``... (`variant-id`)``."""
+    """The variant identifiers named in the guide's list of recognised mistakes."""
     text = GUIDE.read_text()
     block = text.split("<!-- BEGIN RECOGNISED MISTAKES -->")[1].split("<!-- END RECOGNISED MISTAKES -->")[0]
-    return re.findall(r"`([a-z0-9-]+)`\)", block)
+    return re.findall(r"`([a-z][a-z0-9]*(?:-[a-z0-9]+)+)`", block)
 
 
 def test_guide_lists_only_recognised_mistakes():

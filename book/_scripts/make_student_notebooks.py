@@ -15,6 +15,13 @@ markers) from the notebooks' titles and ``_config.yml``'s repository address.
 
 Usage: ``python book/_scripts/make_student_notebooks.py [--check]``; ``--check`` writes nothing and exits 1 if a
 committed student notebook or the table is out of date (the tests run it).
+
+``--nbgrader COURSE_DIR`` instead exports the instructor notebooks as nbgrader *source* notebooks,
+``COURSE_DIR/source/<name>/<name>.ipynb``, with the cell metadata nbgrader expects (schema version 3): solution
+cells are "autograded answers", written answers "manually graded answers" (0 points: set your own), and each
+check cell an "autograder test" worth its part's points that ends with ``result.score``, so nbgrader gives the
+grader's partial credit. ``instructor`` cells are left out. Then ``nbgrader generate_assignment <name>`` and
+``nbgrader autograde <name>`` work as usual in COURSE_DIR.
 """
 from __future__ import annotations
 
@@ -98,6 +105,58 @@ def student_version(nb, student_path: Path, name: str):
     return nb
 
 
+NBGRADER_SCHEMA = 3
+
+
+def _points() -> dict[str, dict[str, float]]:
+    """``{assignment id: {check function name: points}}`` from the graders' list of parts."""
+    sys.path.insert(0, str(ROOT))
+    from setr_edu.checks.assignments import ASSIGNMENTS
+
+    return {a.id: {p.call.split("(")[0]: float(p.points) for p in a.parts} for a in ASSIGNMENTS.values()}
+
+
+def nbgrader_version(nb, name: str):
+    """The nbgrader source notebook (a new object) for an instructor notebook ``nb``."""
+    nb = copy.deepcopy(nb)
+    stem, points = Path(name).stem, _points()[nb.metadata["setr_edu"]["assignment"]]
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if "instructor" in cell.metadata.get("tags", []):
+            continue
+        meta = None
+        has_solution = any(MD_BEGIN.match(line) for line in cell.source.split("\n"))
+        if cell.cell_type == "markdown" and has_solution:  # nbgrader's markers are ### BEGIN/END SOLUTION
+            cell.source = re.sub(r"<!-- (BEGIN|END) SOLUTION -->", r"### \1 SOLUTION", cell.source)
+            meta = dict(solution=True, grade=True, points=0.0, locked=False)
+        elif cell.cell_type == "code" and has_solution:
+            meta = dict(solution=True, grade=False, locked=False)
+        elif cell.cell_type == "code":
+            check = next((f for f in points if re.search(rf"\bchecks\.{f}\(", cell.source)), None)
+            if check:
+                cell.source = cell.source.rstrip() + "\nresult.score  # nbgrader takes this as the partial credit"
+                meta = dict(solution=False, grade=True, points=points[check], locked=True)
+        if meta:
+            cell.metadata["nbgrader"] = dict(meta, task=False, grade_id=f"{stem}-cell-{i}",
+                                             schema_version=NBGRADER_SCHEMA)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    nb.cells = cells
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def export_nbgrader(course: Path) -> list[Path]:
+    written = []
+    for path in instructor_notebooks():
+        out = course / "source" / path.stem / path.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbgrader_version(nbformat.read(path, as_version=4), path.name), out)
+        written.append(out)
+    return written
+
+
 def instructor_notebooks() -> list[Path]:
     return sorted(ASSIGNMENTS.glob("*.ipynb"))
 
@@ -134,7 +193,13 @@ def updated_index(notebooks: list[Path]) -> str | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is out of date")
+    ap.add_argument("--nbgrader", type=Path, metavar="COURSE_DIR",
+                    help="export nbgrader source notebooks to COURSE_DIR/source/<name>/ instead")
     args = ap.parse_args(argv)
+    if args.nbgrader:
+        for out in export_nbgrader(args.nbgrader):
+            print(f"wrote {out}")
+        return 0
     notebooks = instructor_notebooks()
     stale = []
     expected = set()

@@ -136,10 +136,15 @@ def call_student(fn, *args, device=None, **kwargs) -> tuple[object, bool]:
     CPU, modified)``, ``modified`` True if ``fn`` changed one of the tensors it was given."""
     device = module_device(fn) if device is None else device
     given = to_device(_clone(args), device)
-    before = [t.detach().clone() for t in _tensors(given)]
+    before = [t.detach().clone() for t in _tensors(args)]
     out = fn(*given, **kwargs)
-    modified = any(t.shape != b.shape or not torch.equal(t.detach(), b) for t, b in zip(_tensors(given), before))
-    return to_device(out, "cpu"), modified
+    return to_device(out, "cpu"), any(_changed(t, b) for t, b in zip(_tensors(given), before))
+
+
+def _changed(t: torch.Tensor, before: torch.Tensor) -> bool:
+    if t.device.type == "meta":  # no values to compare (the tests' stand-in for another device)
+        return False
+    return t.shape != before.shape or not torch.equal(t.detach().cpu(), before.cpu())
 
 
 # ---------------------------------------------------------------------------------------------- weight alignment
@@ -219,7 +224,8 @@ class Alignment:
         """One sentence naming the layers whose role could only be guessed from their definition order."""
         if not self.ambiguous:
             return ""
-        names = "; ".join(", ".join(f"`{s}`" for s in grp) for grp in self.ambiguous)
+        flat = [f"`{s}`" for grp in self.ambiguous for s in grp]
+        names = ", ".join(flat[:8]) + (f" and {len(flat) - 8} more" if len(flat) > 8 else "")
         return (f"note: the grader could not tell from what they compute which of your layers is which among "
                 f"{names}; it assumed the order in which they are defined (the table's order)")
 
@@ -284,22 +290,25 @@ def align(student: nn.Module, reference: nn.Module, run: Callable[[nn.Module], o
 
 
 def first_divergence(student: nn.Module, reference: nn.Module, alignment: Alignment,
-                     run: Callable[[nn.Module], object]) -> tuple[str | None, str | None]:
-    """Stage by stage: ``(last reference layer whose input the student reproduces, first one it does not)``,
-    in the reference's execution order; ``(last, None)`` if every layer's input matches."""
+                     run: Callable[[nn.Module], object]) -> tuple[str | None, str | None, str]:
+    """Stage by stage: ``(last reference layer whose input the student reproduces, first one it does not, why)``
+    in the reference's execution order, ``why`` being "missing" (no student layer), "unused" (never called) or
+    "input"; ``(last, None, "")`` if every layer's input matches."""
     r_in, r_order = record_inputs(reference, run)
     try:
         s_in, _ = record_inputs(student, run)
     except Exception:
-        return None, None
+        return None, None, ""
     back = {r: s for s, r in alignment.pairs.items()}
     last = None
     for r in r_order:
         s = back.get(r)
-        if s is None or not same_input(s_in.get(s), r_in[r]):
-            return last, r
+        why = "missing" if s is None else "unused" if s not in s_in else \
+            "" if same_input(s_in[s], r_in[r]) else "input"
+        if why:
+            return last, r, why
         last = r
-    return last, None
+    return last, None, ""
 
 
 def seeded(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:

@@ -160,12 +160,17 @@ def stage(path: str) -> tuple[str, str]:
 
 def stage_diagnosis(student, ref, alignment, run) -> str:
     """One sentence: up to where the student's layers reproduce the reference, and where to look."""
-    last, first = first_divergence(student, ref, alignment, run)
+    last, first, why = first_divergence(student, ref, alignment, run)
     if first is None:
         return ("stage by stage: every layer gets the same input as in the reference, so look after the last "
                 "layer: the final bilinear resize of the logits to out_size (align_corners=False)") if last else ""
     name, before = stage(first)
     done = f"your layers reproduce the reference up to {stage(last)[0]}; " if last else ""
+    if why == "missing":
+        return f"stage by stage: {done}your module has no layer for {name} (left out?)."
+    if why == "unused":
+        mine = next(s for s, r in alignment.pairs.items() if r == first)
+        return f"stage by stage: {done}your `{mine}`, which stands for {name}, is never called in forward."
     return f"stage by stage: {done}the input of {name} differs, so look at what comes before it: {before}."
 
 
@@ -230,7 +235,7 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
                     variant = lambda **o: uphead_variant(ref, zs[0], c["out"], **o)  # noqa: E731
                     axes = UPHEAD_AXES
                 bugs = diagnose(out, axes, variant) or diagnose(out_order, axes, variant)
-            where = [stage_diagnosis(student, ref, al, run), al.ambiguity()]
+            where = [stage_diagnosis(student, ref, al, run), "" if bugs else al.ambiguity()]
             g.fail(f"values differ from setr_edu's SETR-{kind} decoder with the same weights",
                    (bugs or []) + [w for w in where if w] or "compare each stage with the table", stop=True)
         c2 = _cases(kind)[1]
