@@ -138,8 +138,8 @@ def words(text: str) -> list[str]:
 def stale_reason(root: Path = ROOT) -> str | None:
     """Why ``_build/html`` must be (re)built, or None when it is up to date.
 
-    Each page must be newer than its source; ``_config.yml``, ``_toc.yml`` and ``book/figures`` must be older than
-    the last build (the newest page). ``_build/html/index.html`` is no clock: Jupyter Book writes it only once.
+    Each page must be newer than its source; ``_config.yml``, ``_toc.yml``, ``book/figures`` and the site's own
+    ``_static`` (CSS) must be older than the last build (the newest page). ``_build/html/index.html`` is no clock: Jupyter Book writes it only once.
     """
     site = root / "_build" / "html"
     if not (site / "index.html").is_file():
@@ -152,7 +152,7 @@ def stale_reason(root: Path = ROOT) -> str | None:
             return f"{page.source.relative_to(root)} is newer than its page"
     last_build = max((site / page.html).stat().st_mtime for page in pages)
     inputs = [root / "_config.yml", root / "_toc.yml"]
-    inputs += [p for p in (root / "book" / "figures").rglob("*") if p.is_file()]
+    inputs += [p for d in ("book/figures", "_static") for p in (root / d).rglob("*") if p.is_file()]
     newer = [p for p in inputs if p.stat().st_mtime > last_build]
     return f"{newer[0].relative_to(root)} is newer than the built book" if newer else None
 

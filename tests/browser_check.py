@@ -13,7 +13,10 @@ build that "passed" can still get wrong:
   prev/next follow the table of contents and the sidebar lists every page;
 * the Colab launch button (and badge) of a notebook targets ``<colab>/github/<owner>/<repo>/blob/<branch>/<path>``
   as configured in ``_config.yml``;
-* widget state is embedded where the notebook saved it, and every widget view refers to a saved model.
+* widget state is embedded where the notebook saved it, and every widget view refers to a saved model;
+* no markdown table left as raw ``| ... |`` text, no nbval marker (``NBVAL_...``) visible to the reader;
+* no code cell input or text output scrolls sideways (measured in Chromium, scroll width against client width,
+  with every toggle opened; limits in ``WIDE_LIMITS``), library listings counted per page.
 
 The book side (pages, source facts, building) is ``browser_book.py``; the server and Chromium ``browser_site.py``.
 The widget manager comes from a CDN and has no Debian package: for widgets the checks look at the state MyST-NB
@@ -33,6 +36,16 @@ from pathlib import Path
 from browser_book import ROOT, Page, SourceFacts, colab_url, source_facts, words
 from browser_site import full_page_screenshot
 
+
+# How many boxes of a page may scroll sideways at the 1280-px window of browser_site.start_browser, by docname
+# ("*": any page; None: counted, never a failure). _static/cells.css sets code cells in 12-px type, which fits 90
+# columns (the theme's 14 px fitted 77), and wraps text outputs as Jupyter does, so code kept within ~88 columns
+# and printed text never scroll. Library listings (show_source of modules written to 120 columns) may scroll.
+WIDE_LIMITS = {
+    "inputs": {"*": 0},
+    "outputs": {"*": 0},
+    "listings": {"*": None},
+}
 
 # Everything the checks need from one page, collected in the page in one call.
 _COLLECT_JS = r"""
@@ -65,6 +78,25 @@ function wait() {
   const stray = [...art.querySelectorAll('span.math')].filter(m =>
       /\$$/.test((m.previousSibling || {}).textContent || '') || /^\$/.test((m.nextSibling || {}).textContent || ''))
     .map(m => (m.querySelector('script[type^="math/tex"]') || m).textContent.trim().slice(0, 80));
+  // a markdown table that did not become a <table> (e.g. a '|' inside a cell): its rows are left as text
+  const TABLE_TEXT = /^\|([^|]*\|){2,}|\|\s*:?-{3,}:?\s*\|/;
+  const raw_tables = [...art.querySelectorAll('p, li, dd')].filter(p => !p.closest(skip)).map(text)
+    .filter(t => TABLE_TEXT.test(t)).map(t => t.slice(0, 80));
+  // a marker meant for the test tools (nbval), visible anywhere on the page, code included
+  const MARKER = /\bNBVAL_[A-Z_]+\b/;
+  const markers = [];
+  const all = document.createTreeWalker(art, NodeFilter.SHOW_TEXT);
+  for (let n = all.nextNode(); n; n = all.nextNode())
+    if (MARKER.test(n.textContent) && !n.parentElement.closest('script, style'))
+      markers.push(n.textContent.match(MARKER)[0]);
+  // code and text outputs wider than the page: measured with every toggle opened, as a reader may open them
+  const closed = [...art.querySelectorAll('details:not([open])')];
+  closed.forEach(d => { d.open = true; });
+  const widths = sel => [...art.querySelectorAll(sel)].filter(e => e.clientWidth > 0)
+    .map(e => ({wide: e.scrollWidth > e.clientWidth + 1, line: e.textContent.trim().split('\n')[0].slice(0, 60)}));
+  const overflow = {inputs: widths('div.cell_input pre'), outputs: widths('div.cell_output div.output pre'),
+                    listings: widths('div.cell_output > div[class*="highlight-"] pre')};
+  closed.forEach(d => { d.open = false; });
   const zone = a => a.closest('nav.bd-docs-nav') ? 'sidebar' : a.closest('.prev-next-area') ? 'prev/next'
                   : art.contains(a) ? 'article' : 'page';
   const scripts = t => [...document.querySelectorAll(`script[type="${t}"]`)].map(s => s.textContent);
@@ -76,6 +108,9 @@ function wait() {
     raw_latex: raw,
     leftover: leftover,
     stray_dollars: stray,
+    raw_tables: raw_tables,
+    markers: markers,
+    overflow: overflow,
     math: [...art.querySelectorAll('span.math, div.math')].map(m => ({
       tex: (m.querySelector('script[type^="math/tex"]') || m).textContent.trim(),
       typeset: !!m.querySelector('.MathJax_CHTML, .mjx-chtml'),
@@ -84,7 +119,7 @@ function wait() {
     images: imgs.map(i => ({src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth})),
     cells: art.querySelectorAll('div.cell').length,
     cells_with_output: [...art.querySelectorAll('div.cell')]
-      .filter(c => c.querySelector(':scope > .cell_output')).length,
+      .filter(c => c.querySelector(':scope > .cell_output, :scope > details > .cell_output')).length,
     links: [...document.querySelectorAll('a[href]')].map(a => ({href: a.href, zone: zone(a),
                                                                  raw: a.getAttribute('href')})),
     prev: (document.querySelector('.prev-next-area a.left-prev') || {}).href || null,
@@ -115,6 +150,7 @@ class BookChecker:
         """``site`` (the served ``_build/html``) is served at ``base_url``; ``pages`` in reading order."""
         self.driver, self.base, self.site, self.pages, self.root = driver, base_url, site, pages, root
         self._status: dict[str, int] = {}
+        self.wide: dict[str, dict[str, tuple[int, int]]] = {}  # docname -> kind -> (scrolling, all)
         self._ids: dict[str, set[str]] = {}
 
     def url(self, page: Page) -> str:
@@ -151,7 +187,7 @@ class BookChecker:
                     f"(jupyter-book build . -W -n --keep-going)"]
         facts = source_facts(page)
         problems = (self._content(page, facts, got) + self._images(got) + self._links(page, got)
-                    + self._notebook(page, facts, got))
+                    + self._notebook(page, facts, got) + self._overflow(page, got))
         return [f"{page.docname}: {p}" for p in problems]
 
     def _content(self, page: Page, facts: SourceFacts, got: dict) -> list[str]:
@@ -166,6 +202,11 @@ class BookChecker:
         out += [f"problematic markup: {m!r}" for m in got["problematic"]]
         out += [f"unrendered LaTeX in text: {m!r}" for m in got["raw_latex"]]
         out += [f"placeholder text left for the reader: {m!r}" for m in got["leftover"]]
+        out += [f"markdown table left as text (a '|' inside a cell ends it: escape it as '\\|'): {m!r}"
+                for m in got["raw_tables"]]
+        if got["markers"]:
+            out.append(f"test markers visible to the reader ({len(got['markers'])}x): {sorted(set(got['markers']))} "
+                       f"(make them cell tags)")
         out += [f"stray '$' around math (put $$ display math on lines of its own): {m!r}" for m in got["stray_dollars"]]
         for math in got["math"]:
             if math["error"]:
@@ -174,6 +215,19 @@ class BookChecker:
                 out.append(f"math not typeset by MathJax: {math['tex'][:60]!r}")
         if got["math"] and not got["mathjax_script"]:
             out.append("page has math but loads no MathJax")
+        return out
+
+    def _overflow(self, page: Page, got: dict) -> list[str]:
+        """Code inputs, text outputs and listings that scroll sideways; counts kept in ``self.wide``."""
+        out = []
+        for kind, limits in WIDE_LIMITS.items():
+            boxes = got["overflow"][kind]
+            wide = [b["line"] for b in boxes if b["wide"]]
+            self.wide.setdefault(page.docname, {})[kind] = (len(wide), len(boxes))
+            limit = limits.get(page.docname, limits["*"])
+            if limit is not None and len(wide) > limit:
+                out.append(f"{len(wide)} of {len(boxes)} code cell {kind} scroll sideways (keep lines within "
+                           f"~88 columns), e.g. {wide[0]!r}")
         return out
 
     def _images(self, got: dict) -> list[str]:

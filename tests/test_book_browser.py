@@ -83,6 +83,18 @@ def test_page_renders_cleanly(checker, page):
         assert shot.height >= 300 and high - low > 100, f"screenshot of {page.docname} is blank ({shot.size})"
 
 
+def test_report_code_that_scrolls_sideways(checker):
+    """Per page, how many code inputs and text outputs scroll sideways (the check above fails beyond the limits of
+    browser_check.WIDE_LIMITS); written to _build/screenshots/wide_code.txt for the build's readers."""
+    if not checker.wide:
+        pytest.skip("no page was checked in this session")
+    lines = [f"{doc}: " + ", ".join(f"{kind} {n}/{total}" for kind, (n, total) in w.items())
+             for doc, w in checker.wide.items()]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "wide_code.txt").write_text("\n".join(lines) + "\n")
+    print("code that scrolls sideways (scrolling/all):\n  " + "\n  ".join(lines))
+
+
 def test_site_index_opens_the_root_page(checker):
     checker.driver.get(checker.base + "index.html")  # Jupyter Book writes a redirect to the root page here
     from selenium.webdriver.support.ui import WebDriverWait
@@ -114,19 +126,29 @@ def test_checker_reports_exactly_a_planted_broken_image_and_link(browser, site, 
 
 
 def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
-    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor, placeholder;
-    on a notebook page a lost cell output and a wrong Colab link; on a widget page the widget state left out."""
+    """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor, placeholder,
+    a markdown table left as text, a visible nbval marker, a code cell wider than the page; on a notebook page a
+    lost cell output and a wrong Colab link; on a widget page the widget state left out."""
     root_page = PAGES[0]
     copy = _site_copy(site, tmp_path)
+    wide_cell = ('<div class="cell docutils container"><div class="cell_input docutils container">'
+                 '<div class="highlight-ipython3 notranslate"><div class="highlight"><pre># NBVAL_CHECK_OUTPUT\n'
+                 f'planted = "{"x" * 300}"</pre></div></div></div></div>')
     bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
                                        '<p>raw $$x^2$$ text <span class="math">\\(\\frac{a}{b\\)</span> and '
                                        '<span class="math">\\(\\plantedmacro x\\)</span></p>'
-                                       '<a href="#planted-no-such-anchor">anchor</a><p><b>FIG_PLACEHOLDER</b></p>')
+                                       '<a href="#planted-no-such-anchor">anchor</a><p><b>FIG_PLACEHOLDER</b></p>'
+                                       '<p>| planted | IoU object|red |\n|---|---|\n| a | 1 |</p>' + wide_cell)
     expected = {root_page: ["Sphinx error box: 'Unknown directive type \"planted\".'",
                             "unrendered LaTeX in text: 'raw $$x^2$$ text'", "TeX error in '\\\\frac{a}{b'",
                             "TeX error in '\\\\plantedmacro x': Undefined control sequence",
                             f"no #planted-no-such-anchor on {root_page.html}",
-                            "placeholder text left for the reader: 'FIG_PLACEHOLDER'"]}
+                            "placeholder text left for the reader: 'FIG_PLACEHOLDER'",
+                            "markdown table left as text (a '|' inside a cell ends it: escape it as '\\|'): "
+                            "'| planted | IoU object|red | |---|---| | a | 1 |'",
+                            "test markers visible to the reader (1x): ['NBVAL_CHECK_OUTPUT']",
+                            "code cell inputs scroll sideways (keep lines within ~88 columns), "
+                            "e.g. '# NBVAL_CHECK_OUTPUT'"]}
     notebooks = [p for p in PAGES if p.is_notebook and book.source_facts(p).cells_with_output]
     if notebooks:  # the book's first executed chapter loses an output and gets a badge to the wrong place
         nb = notebooks[0]
