@@ -188,3 +188,10 @@ def test_checkpoint_with_numpy_meta_loads_and_code_is_refused(tmp_path):
     torch.save({"meta": {"hook": torch.nn.ReLU()}, "state_dict": sd}, tmp_path / "obj.pth")
     with pytest.raises(ValueError, match="cannot run code when loaded"):
         read_checkpoint(tmp_path / "obj.pth")
+
+
+def test_a_setr_edu_checkpoint_is_pointed_to_the_right_loader():
+    model = setr_edu.build_setr("naive", "tiny", depth=2, num_classes=3, img_size=32)
+    for load in (load_official_setr, load_mmseg_setr):
+        with pytest.raises(ValueError, match="setr_edu checkpoint already"):
+            load({"model": model.state_dict()})

@@ -78,6 +78,9 @@ def read_checkpoint(path_or_state_dict) -> tuple[dict[str, torch.Tensor], dict]:
     sd = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise ValueError("the checkpoint holds no tensors; is it a SETR segmentation checkpoint?")
+    if any(k.startswith("encoder.blocks.") for k in sd):
+        raise ValueError("this is a setr_edu checkpoint already (keys 'encoder.*'): load it with "
+                         "setr_edu.engine.checkpoint.load_checkpoint or `python -m setr_edu eval --checkpoint PATH`")
     return sd, meta
 
 
