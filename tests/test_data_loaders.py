@@ -153,21 +153,36 @@ def test_worker_defaults_are_sized_to_the_machine(monkeypatch):
     assert L.resolve_num_workers(0, "ade20k") == 0 and L.resolve_num_workers(3, "synthetic") == 3
     kw = L.loader_kwargs(2, "cuda")
     assert kw["pin_memory"] and kw["persistent_workers"] and kw["num_workers"] == 2 and kw["prefetch_factor"]
-    kw = L.loader_kwargs(0, "cpu")
+    kw = L.loader_kwargs(0, "cpu", worker_init_fn=print)
     assert not kw["pin_memory"] and not kw["persistent_workers"] and kw["worker_init_fn"] is None
+    assert L.loader_kwargs(2, "cpu", worker_init_fn=print)["worker_init_fn"] is print
+    assert not L.loader_kwargs(2, "cpu", persistent=False)["persistent_workers"]
 
 
-def test_worker_init_single_threads_opencv_then_calls_the_next_hook():
-    import cv2
+def test_workers_start_after_the_main_process_used_opencv_threads(tmp_path):
+    """OpenCV's thread pool, started in the main process (e.g. by evaluating without workers), must not hang the
+    workers forked later: calling cv2.setNumThreads inside such a worker deadlocks, so the library sets it in the
+    main process before the workers start. Run in a subprocess, so that a regression fails instead of hanging."""
+    import subprocess
+    import sys
+    import textwrap
 
-    from setr_edu.data import loader as L
-
-    calls, before = [], cv2.getNumThreads()
-    try:
-        L.loader_kwargs(2, "cpu", worker_init_fn=calls.append)["worker_init_fn"](5)
-        assert calls == [5] and cv2.getNumThreads() == 1
-    finally:
-        cv2.setNumThreads(before)
+    script = textwrap.dedent(f"""
+        import cv2, numpy as np, torch
+        from setr_edu.data import ADE20K, train_pipeline
+        from setr_edu.data.loader import loader_kwargs
+        from setr_edu.perf.data_bench import write_fake_ade20k
+        cv2.setNumThreads(2)
+        for _ in range(3):  # the main process starts OpenCV's thread pool
+            cv2.resize(np.zeros((1500, 1500, 3), np.uint8), (2500, 2500))
+        root = write_fake_ade20k({str(tmp_path)!r}, n_train=4, n_val=1, size=(48, 64))
+        ds = ADE20K(root, transforms=train_pipeline(32, (96, 48)))
+        loader = torch.utils.data.DataLoader(ds, batch_size=2, **loader_kwargs(2, "cpu", persistent=False))
+        print(sum(int(y.numel()) for _, y in loader), cv2.getNumThreads())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(4 * 32 * 32), "1"]  # every sample arrived; OpenCV single-threaded
 
 
 def test_training_on_a_real_layout_uses_workers_by_default(tmp_path, monkeypatch):
@@ -185,3 +200,16 @@ def test_training_on_a_real_layout_uses_workers_by_default(tmp_path, monkeypatch
     assert images.shape == (4, 3, 32, 32) and labels.shape == (4, 32, 32)
     synthetic = Trainer(tiny_recipe(), tmp_path / "run2", progress=False, log=None).loader()
     assert synthetic.num_workers == 0  # generated in memory: workers would only copy it
+
+
+def test_evaluation_with_workers_gives_the_same_metric(tmp_path):
+    from engine_helpers import PointwiseNet
+    from setr_edu.data import test_pipeline
+    from setr_edu.engine.inference import evaluate
+
+    torch.manual_seed(0)
+    model = PointwiseNet(num_classes=150)
+    ds = ADE20K(_ade(tmp_path, {"training": [1], "validation": [3, 7, 9, 150]}), split="val",
+                transforms=test_pipeline((40, 20)))
+    plain, parallel = (evaluate(model, ds, 150, num_workers=w) for w in (0, 2))
+    assert plain["mIoU"] == parallel["mIoU"] and np.array_equal(plain["IoU"], parallel["IoU"], equal_nan=True)

@@ -13,7 +13,6 @@ wants a few per second, an A100 tens. Workers run the dataset's ``__getitem__`` 
 """
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -34,35 +33,39 @@ def default_num_workers(local_world_size: int = 1) -> int:
     return max(1, min(MAX_WORKERS, usable_cores() // max(1, local_world_size)))
 
 
-def resolve_num_workers(num_workers: int, dataset: str, local_world_size: int = 1) -> int:
+def resolve_num_workers(num_workers: int, dataset: str, local_world_size: int | None = None) -> int:
     """A recipe's ``num_workers``: ``-1`` ("auto") means :func:`default_num_workers` for real datasets and 0 for
-    the synthetic task (generated in memory and cached: workers would only copy it); any other value is kept."""
+    the synthetic task (generated in memory and cached: workers would only copy it); any other value is kept.
+    ``local_world_size``: training processes on this machine (default: torchrun's ``LOCAL_WORLD_SIZE``, or 1)."""
     if num_workers >= 0:
         return num_workers
+    if local_world_size is None:
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return 0 if dataset == "synthetic" else default_num_workers(local_world_size)
 
 
-def worker_init(worker_id: int, then=None) -> None:
-    """One thread per worker for OpenCV (PyTorch already sets ``torch.set_num_threads(1)`` in workers): the
-    workers are the parallelism; threads inside each would only compete for the same cores. ``then``: another
-    ``worker_init_fn`` to call after."""
+def single_threaded_opencv() -> None:
+    """``cv2.setNumThreads(1)`` in this (the main) process, before workers are forked, as mmseg does (mmcv's
+    ``setup_multi_processes``): the workers are the parallelism, and OpenCV threads inside each would only compete
+    for the same cores. It must happen here: calling it inside a forked worker whose parent had already started
+    OpenCV's thread pool deadlocks (tests/test_data_loaders.py checks both)."""
     try:
         import cv2
-
-        cv2.setNumThreads(1)
     except ImportError:
-        pass
-    if then is not None:
-        then(worker_id)
+        return
+    cv2.setNumThreads(1)
 
 
 def loader_kwargs(num_workers: int, device: torch.device | str = "cpu", prefetch_factor: int = 4,
-                  worker_init_fn=None) -> dict:
+                  worker_init_fn=None, persistent: bool = True) -> dict:
     """Keyword arguments for ``torch.utils.data.DataLoader``: ``num_workers`` processes that persist across
-    epochs, ``prefetch_factor`` batches queued per worker, page-locked (pinned) batches when training on CUDA so
-    ``.to(device, non_blocking=True)`` copies asynchronously; ``worker_init_fn`` runs in each worker after
-    :func:`worker_init` (a module-level function, so that it also works where workers are spawned)."""
+    epochs (``persistent=False`` for a loader read once), ``prefetch_factor`` batches queued per worker,
+    page-locked (pinned) batches when training on CUDA so ``.to(device, non_blocking=True)`` copies
+    asynchronously; ``worker_init_fn`` runs in each worker (a module-level function, so that it also works where
+    workers are spawned). With workers, OpenCV is made single-threaded first (:func:`single_threaded_opencv`)."""
     workers = num_workers > 0
+    if workers:
+        single_threaded_opencv()
     return dict(num_workers=num_workers, pin_memory=torch.device(device).type == "cuda",
-                persistent_workers=workers, prefetch_factor=prefetch_factor if workers else None,
-                worker_init_fn=functools.partial(worker_init, then=worker_init_fn) if workers else None)
+                persistent_workers=workers and persistent, prefetch_factor=prefetch_factor if workers else None,
+                worker_init_fn=worker_init_fn if workers else None)

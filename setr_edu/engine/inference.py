@@ -24,6 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from ..data.loader import loader_kwargs
 
 IGNORE_INDEX = 255
 
@@ -170,8 +173,9 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
              stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1,
              device: str | torch.device | None = None, amp_dtype: torch.dtype | None = None, rank: int = 0,
              world_size: int = 1, progress: bool = False, min_size: int | None = None,
-             class_names: Sequence[str] | None = None) -> dict:
+             class_names: Sequence[str] | None = None, num_workers: int = 0) -> dict:
     """Run ``predict`` over ``dataset`` (items ``(image (3, H, W), label (H', W'))``) and return the metric.
+    ``num_workers``: DataLoader worker processes that load (decode, resize) the next images meanwhile.
 
     Returns ``SegmentationMetric.compute``'s dict (``mIoU``, ``mAcc``, ``aAcc``, ``IoU``, ``Acc``) plus
     ``"report"``, the per-class table of ``SegmentationMetric.report``. Under DDP each
@@ -188,13 +192,17 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
     model.eval()
     metric = SegmentationMetric(num_classes, ignore_index=IGNORE_INDEX, class_names=class_names, device=device)
     indices = list(range(rank, len(dataset), world_size))
-    for i in tqdm(range(0, len(indices), batch_size), desc="eval", disable=not progress, leave=False):
-        items = [dataset[j] for j in indices[i:i + batch_size]]
-        images = torch.stack([im for im, _ in items]).to(device)
-        labels = torch.stack([lb for _, lb in items]).to(device)
-        with torch.autocast(model_device(model).type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-            probs = predict(model, images, mode, crop, stride, scales, flip, min_size, out_size=labels.shape[-2:])
-        metric.update(probs.argmax(dim=1), labels)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size,
+                        **loader_kwargs(num_workers, device, persistent=False))
+    batches = iter(loader)
+    try:
+        for images, labels in tqdm(batches, total=len(loader), desc="eval", disable=not progress, leave=False):
+            images, labels = images.to(device), labels.to(device)
+            with torch.autocast(model_device(model).type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+                probs = predict(model, images, mode, crop, stride, scales, flip, min_size, out_size=labels.shape[-2:])
+            metric.update(probs.argmax(dim=1), labels)
+    finally:
+        del batches  # stops the workers now, also when an image fails to load
     metric.all_reduce()  # sum the confusion matrices of all ranks (no-op in one process)
     model.train(was_training)
     return {**metric.compute(), "report": metric.report()}

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.loader import default_num_workers
 
     args = build_parser().parse_args(argv)
-    out = dict(machine=machine())
+    out = dict(command=" ".join(["python -m setr_edu bench data", *(argv or [])]), machine=machine())
     r = out["per_core"] = bench_transforms(args.crop, tuple(args.img_scale), tuple(args.size), args.samples,
                                            args.repeats)
     ms = r["ms_per_sample"]
