@@ -4,12 +4,16 @@ Every ``check_*`` function follows the same pattern::
 
     g = Grader("A2", "attention", "multi-head self-attention", tests=4)  # points: assignments.py
     with g.run():                      # a student's exception becomes a plain-words failure, not a traceback
-        out = student(x)
+        out = g.call(student, x)       # on copies of x, on the module's device; the output comes back on the CPU
         g.test(out.shape == ref.shape, "output shape ...", "wrong output shape ...")
         ...
     return g.finish()                  # prints the report, records it for the grading command, returns it
 
-The score is ``points * passed_tests / tests`` (points from :mod:`setr_edu.checks.assignments`): a notebook that stops at step 2 of 4 gets half marks, not zero.
+``finish`` adds one more test (unless ``inputs_test=False``): the student's code left the tensors it was given
+through :meth:`Grader.call` unchanged ("your code modifies its input in place" otherwise).
+
+The score is ``points * passed_tests / tests`` (points from :mod:`setr_edu.checks.assignments`): a notebook that
+stops at step 2 of 4 gets half marks, not zero.
 When the environment variable ``SETR_EDU_GRADE_LOG`` names a file (the grading command sets it, see
 :mod:`setr_edu.checks.grade`), each result is also appended to it as one JSON line.
 """
