@@ -1,6 +1,9 @@
-"""Data: the synthetic context task, real dataset loaders, joint transforms and download helpers."""
+"""Data: the synthetic context task, real dataset loaders, joint transforms (readable and fast), DataLoader settings
+and download helpers."""
 from .datasets import ADE20K, Cityscapes, DatasetNotFoundError, FolderDataset, PascalContext, SegmentationDataset
-from .download import ChecksumError, download_ade20k, download_url, extract, instructions
+from .download import ChecksumError, download_ade20k, download_url, extract, instructions, prepare
+from .fast_transforms import FastCompose
+from .loader import default_num_workers, loader_kwargs, resolve_num_workers
 from .synthetic import SyntheticContextDataset
 from .transforms import (
     IMAGENET_MEAN,
