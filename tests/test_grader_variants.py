@@ -184,6 +184,12 @@ variant("attn-einsum", "check_attention(MyAttention)", None, ATTN_INIT + """
         w = torch.einsum("bnhd,bmhd->bhnm", q, k).mul(self.head_dim ** -0.5).softmax(-1)
         return self.proj(torch.einsum("bhnm,bmhd->bnhd", w, v).reshape(B, N, D))
 """)
+variant("attn-fused-sdpa", "check_attention(MyAttention)", None, ATTN_INIT + """
+    def forward(self, x):
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
+""")
 variant("attn-dropout-eval", "check_attention(MyAttention)", "F.dropout(x, p) drops even in eval mode", ATTN_INIT + """
     def forward(self, x):
         B, N, D = x.shape
@@ -291,6 +297,14 @@ def resize_pos_embed(pos_embed, old_grid, new_grid):
     seq = F.interpolate(pos_embed[:, 1:].transpose(1, 2), size=new_grid[0] * new_grid[1], mode="linear",
                         align_corners=False)
     return torch.cat([pos_embed[:, :1], seq.transpose(1, 2)], dim=1)
+""")
+
+variant("pos-upsample-module", "check_pos_embed_resize(resize_pos_embed)", None, """
+def resize_pos_embed(pos_embed, old_grid, new_grid):
+    cls, grid = pos_embed.split([1, pos_embed.shape[1] - 1], dim=1)
+    img = grid.unflatten(1, tuple(old_grid)).permute(0, 3, 1, 2)  # (1, D, h, w)
+    img = nn.Upsample(size=tuple(new_grid), mode="bilinear", align_corners=False)(img)
+    return torch.cat([cls, img.flatten(2).transpose(1, 2)], dim=1)
 """)
 
 # ------------------------------------------------------------------------------------------------- A4 decoders
@@ -430,6 +444,16 @@ def iou_from_confusion(conf):
     with np.errstate(invalid="ignore"):
         return torch.from_numpy(np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c)))
 """)
+variant("iou-loops", "check_iou(iou_from_confusion)", None, """
+def iou_from_confusion(conf):
+    K = len(conf)
+    out = []
+    for c in range(K):
+        tp = float(conf[c][c])
+        union = float(sum(conf[c])) + float(sum(conf[r][c] for r in range(K))) - tp
+        out.append(tp / union if union else float("nan"))
+    return torch.tensor(out)
+""")
 variant("iou-dice", "check_iou(iou_from_confusion)", "Dice", """
 def iou_from_confusion(conf):
     conf = conf.double()
@@ -489,6 +513,20 @@ def worst_images(model, dataset, k=4):
 """
 variant("worst-argsort", "check_worst_images(worst_images)", None,
         WORST.replace("ORDER", "np.argsort(np.array(scores), kind='stable')[:k].tolist()"))
+variant("worst-segmentation-metric", "check_worst_images(worst_images)", None, """
+def worst_images(model, dataset, k=4):
+    model.eval()
+    def score(i):
+        x, y = dataset[i]
+        metric = SegmentationMetric(dataset.num_classes)
+        with torch.no_grad():
+            metric.update(model(x.unsqueeze(0)), y.unsqueeze(0))
+        return metric.compute()["mIoU"]
+    return sorted(range(len(dataset)), key=score)[:k]
+""")
+variant("worst-by-accuracy", "check_worst_images(worst_images)", "ranked by pixel accuracy", WORST.replace(
+    "scores.append(float(torch.nanmean(iou)))", "scores.append(float(conf.diag().sum() / conf.sum()))").replace(
+    "ORDER", "sorted(range(len(scores)), key=scores.__getitem__)[:k]"))
 variant("worst-right-set-best-first", "check_worst_images(worst_images)", "right images, but not worst first",
         WORST.replace("ORDER", "sorted(sorted(range(len(scores)), key=scores.__getitem__)[:k], "
                                "key=scores.__getitem__, reverse=True)"))
