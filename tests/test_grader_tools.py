@@ -162,3 +162,24 @@ def test_csv_feedback_is_one_readable_sentence_group():
     cut = grade.feedback(long)
     assert len(cut) <= 650 and cut.endswith("(see the executed notebook)")
     assert grade.feedback(dict(entry, messages=["  [ok]   fine"])) == ""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (unverified here)")
+def test_graders_grade_modules_that_live_on_cuda():
+    """A student's module that puts itself on the GPU is graded like one on the CPU."""
+    class OnCuda(MultiHeadSelfAttention):
+        def __init__(self, dim, num_heads):
+            super().__init__(dim, num_heads)
+            self.cuda()
+
+    class MyAttention(nn.Module):
+        def __init__(self, dim, num_heads):
+            super().__init__()
+            self.inner = OnCuda(dim, num_heads)
+            self.qkv, self.proj = self.inner.qkv, self.inner.proj
+
+        def forward(self, x):
+            return self.inner(x)
+
+    r = checks.check_attention(MyAttention, verbose=False)
+    assert r.passed, r.report()
