@@ -187,3 +187,23 @@ def _png(shape) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.zeros(shape, np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_data_cityscapes_writes_train_ids_from_label_ids(tmp_path, capsys):
+    from PIL import Image
+
+    from setr_edu.data import Cityscapes
+
+    root = tmp_path / "cs"
+    ids = np.array([[7, 8, 26, 33], [0, 6, 9, 24]], np.uint8)  # road, sidewalk, car, bicycle; 4 ignored; person
+    for split in ("train", "val"):
+        stem = root / "gtFine" / split / "bochum" / "bochum_000000_000313_gtFine"
+        stem.parent.mkdir(parents=True)
+        Image.fromarray(ids).save(f"{stem}_labelIds.png")
+        img = root / "leftImg8bit" / split / "bochum" / "bochum_000000_000313_leftImg8bit.png"
+        img.parent.mkdir(parents=True)
+        Image.fromarray(np.zeros((2, 4, 3), np.uint8)).save(img)
+    assert main(["data", "cityscapes", "--root", str(root)]) == 0
+    assert "writing 2 labelTrainIds files" in capsys.readouterr().out
+    assert Cityscapes(root, split="val")[0][1].tolist() == [[0, 1, 13, 18], [255, 255, 255, 11]]
+    assert main(["data", "cityscapes", "--root", str(root)]) == 0 and "writing" not in capsys.readouterr().out

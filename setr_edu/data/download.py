@@ -1,7 +1,8 @@
 """Getting the data: resumable, checksummed, atomic downloads, and ``python -m setr_edu data DATASET --root DIR``.
 
 Only ADE20K is freely downloadable; for Cityscapes and Pascal Context :func:`instructions` says where to get them
-and which layout to create, and :func:`prepare` unpacks the official Cityscapes zips once they are in ``DIR``.
+and which layout to create; :func:`prepare` unpacks the official Cityscapes zips once they are in ``DIR`` and
+writes the 19-class ``labelTrainIds`` files.
 
 :func:`download_url` writes to ``<file>.part``, resumes an interrupted transfer with an HTTP ``Range`` request,
 checks the md5 / sha256 and only then renames the file into place (``os.replace``, atomic), so a file with the
@@ -57,8 +58,9 @@ in Python: setr_edu.data.download_ade20k("<root>")), or by hand:
    gtFine_trainvaltest.zip (241 MB) from https://www.cityscapes-dataset.com/downloads/ into <root>, then unzip
    them there with
        python -m setr_edu data cityscapes --root <root>
-2. Create the 19-class label maps: pip install cityscapesscripts, then
-       CITYSCAPES_DATASET=<root> csCreateTrainIdLabelImgs
+2. The same command writes the 19-class label maps (*_gtFine_labelTrainIds.png) from the *_gtFine_labelIds.png
+   files; cityscapesScripts makes the same files from the polygons (pip install cityscapesscripts, then
+       CITYSCAPES_DATASET=<root> csCreateTrainIdLabelImgs )
 3. The layout is then:
     <root>/leftImg8bit/{train,val}/<city>/<city>_xxxxxx_yyyyyy_leftImg8bit.png
     <root>/gtFine/{train,val}/<city>/<city>_xxxxxx_yyyyyy_gtFine_labelTrainIds.png   (values 0-18, 255)""",
@@ -258,6 +260,30 @@ def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False
 # --- python -m setr_edu data ----------------------------------------------------------------------------------------
 OFFICIAL_SIZES = dict(ade20k=(20_210, 2_000), cityscapes=(2_975, 500), pascal_context=(4_996, 5_104))
 CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
+# Cityscapes label id -> train id (the 19 evaluated classes; 255 = ignored), the table of cityscapesScripts'
+# helpers/labels.py: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2, ..., bicycle 33 -> 18.
+CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+                        26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+
+
+def cityscapes_train_ids(root: str | Path, log=print) -> int:
+    """Write ``*_gtFine_labelTrainIds.png`` next to every ``*_gtFine_labelIds.png`` of the train and val splits
+    that lacks one (what cityscapesScripts' ``csCreateTrainIdLabelImgs`` writes from the polygons: each pixel's id
+    mapped through :data:`CITYSCAPES_TRAIN_IDS`); returns how many files were written."""
+    import numpy as np
+    from PIL import Image
+
+    table = np.full(256, 255, np.uint8)
+    table[list(CITYSCAPES_TRAIN_IDS)] = list(CITYSCAPES_TRAIN_IDS.values())
+    todo = [p for split in ("train", "val") for p in sorted((Path(root) / "gtFine" / split).glob("*/*_labelIds.png"))
+            if not p.with_name(p.name.replace("_labelIds", "_labelTrainIds")).is_file()]
+    if todo:
+        log(f"writing {len(todo)} labelTrainIds files (19 classes) from the labelIds files")
+    for p in todo:
+        out = p.with_name(p.name.replace("_labelIds", "_labelTrainIds"))
+        Image.fromarray(table[np.asarray(Image.open(p))]).save(out.with_suffix(".tmp.png"))
+        os.replace(out.with_suffix(".tmp.png"), out)
+    return len(todo)
 
 
 def check_layout(dataset: str, root: str | Path) -> dict[str, int]:
@@ -283,6 +309,8 @@ def prepare(dataset: str, root: str | Path, archive: str | Path | None = None, u
         for z in CITYSCAPES_ZIPS:
             log(f"unpacking {root / z}")
             extract(root / z, root)
+    if dataset == "cityscapes":
+        cityscapes_train_ids(root, log)
     try:
         counts = check_layout(dataset, root)
     except DatasetNotFoundError as err:
