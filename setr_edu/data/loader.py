@@ -1,9 +1,10 @@
 """DataLoader settings that keep a GPU fed: worker processes sized to the machine, pinned memory on CUDA,
 workers that live as long as the loader.
 
-A 512x512 ADE20K training sample costs about 5 ms to decode and 5-10 ms to augment on one CPU core
-(``python -m setr_edu bench data``), so the main process alone delivers about 60 samples/s; a T4 training SETR-L
-wants a few per second, an A100 tens. Workers run the dataset's ``__getitem__`` in parallel, one process each:
+A 512x512 ADE20K training sample costs about 4 ms to decode (JPEG + PNG) and 4 ms to augment on one CPU core
+(``python -m setr_edu bench data``: 80 samples/s in the main process, 130 with 2 workers on 2 cores); by its
+FLOPs, SETR-L trains at a few images per second on a T4 and a few dozen on an A100, while the main process also
+has to drive the GPU. Workers run the dataset's ``__getitem__`` in parallel, one process each:
 
     >>> from setr_edu.data.loader import loader_kwargs
     >>> import torch
