@@ -1,1 +1,2 @@
-"""Pictures for the book: dataset palettes, training curves and prediction grids, interactive explorers."""
+"""Pictures for the book: the whole-model diagram, dataset palettes, training curves and prediction grids,
+interactive explorers."""
