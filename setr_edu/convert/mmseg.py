@@ -175,7 +175,7 @@ def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads
 
 
 def to_mmseg_state_dict(model: SETR) -> dict[str, torch.Tensor]:
-    """The mmsegmentation state dict of a model in mmsegmentation's layout (inverse of :func:`load_mmseg_setr`).
+    """The mmsegmentation state dict of a model in mmsegmentation's layout (inverse of :func:`setr_edu.load_mmseg_setr`).
 
     Raises if a tensor that mmsegmentation does not have (a conv bias) is not 0: it could not be written back.
     """

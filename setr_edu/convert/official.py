@@ -133,7 +133,7 @@ def load_official_setr(path_or_state_dict, decoder: str | None = None, *, num_he
             is then resized, bilinear, as the official code does) or taps (``main_tap``, ``aux_taps``, ``mla_taps``).
 
     Depth, width, patch size, classes, decoder widths and the training size come from the tensor shapes. The result
-    is in eval mode; ``model.conversion_report`` (:class:`ConversionReport`) says what was read, assumed and dropped.
+    is in eval mode; ``model.conversion_report`` (:class:`setr_edu.convert.ConversionReport`) says what was read, assumed and dropped.
     """
     sd, meta = read_checkpoint(path_or_state_dict)
     kind = _kind(sd)

@@ -63,7 +63,7 @@ def loader_kwargs(num_workers: int, device: torch.device | str = "cpu", prefetch
     epochs (``persistent=False`` for a loader read once), ``prefetch_factor`` batches queued per worker,
     page-locked (pinned) batches when training on CUDA so ``.to(device, non_blocking=True)`` copies
     asynchronously; ``worker_init_fn`` runs in each worker (a module-level function, so that it also works where
-    workers are spawned). With workers, OpenCV is made single-threaded first (:func:`single_threaded_opencv`)."""
+    workers are spawned). With workers, OpenCV is made single-threaded first (``single_threaded_opencv``)."""
     workers = num_workers > 0
     if workers:
         single_threaded_opencv()

@@ -283,7 +283,7 @@ def train_pipeline(crop: int | tuple[int, int], img_scale: tuple[int, int], rati
                    cat_max_ratio: float = 0.75, flip_prob: float = 0.5, photometric: bool = True,
                    fast: bool = True) -> Compose:
     """The paper's training augmentation, e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K.
-    ``fast=False``: the readable :class:`Compose`; else the :class:`FastCompose` of the same steps."""
+    ``fast=False``: the readable ``Compose``; else the ``FastCompose`` of the same steps."""
     steps = [RandomResize(img_scale, ratio_range), RandomCrop(crop, cat_max_ratio), RandomFlip(flip_prob)]
     steps += [PhotoMetricDistortion()] if photometric else []
     return _compose(steps + [Normalize(), Pad(crop), ToTensor()], fast)
