@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from ..model.attention import MultiHeadSelfAttention, attention_weights
-from .compare import (DROPOUT_HINT, align, backward, call_student, close, dependency_note, describe_params,
-                      diagnose, eval_outputs, is_reference, randomize_, seeded, with_reference)
+from .align import align, describe_params
+from .compare import (DROPOUT_HINT, backward, call_student, close, dependency_note, diagnose, eval_outputs,
+                      is_reference, randomize_, seeded, with_reference)
 from .result import CheckResult, Grader
 
 SCALE = {

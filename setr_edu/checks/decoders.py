@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.decoders import MLAHead, MLANeck, UpHead, naive_head, pup_head
-from .compare import (DROPOUT_HINT, align, backward, close, diagnose, eval_outputs, first_divergence, randomize_,
-                      seeded, to_device)
+from .align import align, first_divergence
+from .compare import (DROPOUT_HINT, backward, close, diagnose, eval_outputs, randomize_, seeded, to_device)
 from .result import CheckResult, Grader
 
 KINDS = ("naive", "pup", "mla")

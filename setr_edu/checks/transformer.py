@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ..model.encoder import TransformerBlock, resize_pos_embed
-from .compare import (DROPOUT_HINT, align, backward, close, describe_params, diagnose, eval_outputs, is_reference,
-                      randomize_, seeded, to_device)
+from .align import align, describe_params
+from .compare import (DROPOUT_HINT, backward, close, diagnose, eval_outputs, is_reference, randomize_, seeded,
+                      to_device)
 from .result import CheckResult, Grader
 
 
