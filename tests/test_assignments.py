@@ -286,11 +286,18 @@ def test_student_notebooks_stop_only_at_not_implemented(tmp_path):
 
 # --------------------------------------------------------------------------------------------- grading command
 def test_grade_command(tmp_path):
-    """A solved, a stub and an invalid-JSON submission: one CSV row per part, with the right scores."""
+    """A solved, a stub, a buggy and an invalid-JSON submission: one CSV row per part, with the right scores;
+    the buggy one's feedback is one readable line that names the bug."""
     subs = tmp_path / "submissions"
     (subs / "alice").mkdir(parents=True)
     (subs / "bob").mkdir()
+    (subs / "erin").mkdir()
     (subs / "alice" / "a5_miou.ipynb").write_text((BOOK / "a5_miou.ipynb").read_text())
+    buggy = nbformat.read(BOOK / "a5_miou.ipynb", as_version=4)  # absent classes averaged in as 0
+    for c in buggy.cells:
+        c.source = c.source.replace("float(torch.nanmean(iou_from_confusion(conf)))",
+                                    "float(torch.nan_to_num(iou_from_confusion(conf)).mean())")
+    nbformat.write(buggy, subs / "erin" / "a5_miou.ipynb")
     (subs / "bob" / "a5_miou.ipynb").write_text((BOOK / "student" / "a5_miou.ipynb").read_text())
     (subs / "carol_a2.ipynb").write_text('{"cells": [ this is not json')
     out = tmp_path / "scores.csv"
@@ -305,6 +312,10 @@ def test_grade_command(tmp_path):
         assert float(a["max_score"]) == points and a["notebook_status"] == "ok"
         assert (float(b["score"]), b["passed"], b["status"]) == (0, "False", "graded"), b
         assert "not implemented yet" in b["feedback"]
+    erin = by["erin", "miou"]
+    assert float(erin["score"]) < 4 and float(by["erin", "iou"]["score"]) == 3
+    assert erin["feedback"].startswith("2 of 6 tests passed. First failure: mIoU ") and "\n" not in erin["feedback"]
+    assert "Hint: classes that never appear (in targets or predictions) are averaged in as 0" in erin["feedback"]
     carol = [r for r in rows if r["student"] == "carol_a2"]
     assert [r["part"] for r in carol] == ["scaled_dot_product", "attention"]  # identified from the file name
     assert all(float(r["score"]) == 0 and r["notebook_status"].startswith("invalid notebook") for r in carol)
