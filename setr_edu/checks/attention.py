@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..model.attention import MultiHeadSelfAttention, attention_weights
 from .align import align, describe_params
-from .compare import (DROPOUT_HINT, backward, call_student, close, dependency_note, diagnose, eval_outputs,
+from .compare import (DROPOUT_HINT, grade_backward, call_student, close, dependency_note, diagnose, eval_outputs,
                       is_reference, randomize_, seeded, with_reference)
 from .result import CheckResult, Grader
 
@@ -186,14 +186,7 @@ def check_attention(student_cls, verbose: bool = True) -> CheckResult:
             out2 = g.call(student2, x2, what="forward changes x")
         g.test(close(out2, ref2(x2)), "also right with 2 heads and 5 tokens (nothing hard-coded)",
                "right with 4 heads but not with 2 heads and 5 tokens: use self.num_heads and x.shape")
-        grads, dead = backward(student, x)
-        xg = x.clone().requires_grad_(True)
-        (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
-        g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
-               "gradients flow back to x and to every weight (a backward pass matches the reference)",
-               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
-                                                                  if dead else ""),
-               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+        grade_backward(g, student, ref, x, want, "x")
         if swapped.active:
             g.note(dependency_note("scaled_dot_product", swapped, lambda: close(call_student(student, x)[0], want)))
     return g.finish()

@@ -212,6 +212,19 @@ def backward(module: nn.Module, *args, seed: int = 0) -> tuple[list[torch.Tensor
     return grads, [n for n, p in module.named_parameters() if p.grad is None]
 
 
+def grade_backward(g, student: nn.Module, ref: nn.Module, x: torch.Tensor, want: torch.Tensor, what: str = "x") -> None:
+    """Grade a backward pass: gradients reach ``x`` and every weight, and ``x``'s gradient equals the reference's
+    for the same random output weighting as :func:`backward` (``what`` names ``x`` in the message)."""
+    grads, dead = backward(student, x)
+    xg = x.clone().requires_grad_(True)
+    (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
+    g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
+           f"gradients flow back to {what} and to every weight (a backward pass matches the reference)",
+           "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
+                                                              if dead else ""),
+           "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+
+
 DROPOUT_HINT = ("two calls on the same input, in eval mode, give different outputs: something random is still "
                 "active, usually a dropout. F.dropout(x, p) drops even in eval mode (its training=True is the "
                 "default); use an nn.Dropout layer, or pass training=self.training.")

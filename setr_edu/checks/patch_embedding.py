@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.patch_embed import PatchEmbedding
-from .compare import (backward, call_student, close, dependency_note, diagnose, is_reference, randomize_, seeded,
+from .compare import (grade_backward, call_student, close, dependency_note, diagnose, is_reference, randomize_, seeded,
                       with_reference)
 from .result import CheckResult, Grader
 
@@ -187,14 +187,7 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
         g.test(not bad, "also right for 2 and 5 input channels, other patch and image sizes (nothing hard-coded)",
                f"right for the first case but not for {'; '.join(bad)}",
                "take C from in_chans (layers) or x.shape (forward), and H, W from x.shape")
-        grads, dead = backward(student, x)
-        xg = x.clone().requires_grad_(True)
-        (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
-        g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
-               "gradients flow back to the image and to every weight (a backward pass matches the reference)",
-               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
-                                                                  if dead else ""),
-               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+        grade_backward(g, student, ref, x, want, "the image")
         if swapped.active:
             g.note(dependency_note("patchify", swapped, lambda: close(call_student(student, x)[0], want)))
     return g.finish()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..model.encoder import TransformerBlock, resize_pos_embed
 from .align import align, describe_params
-from .compare import (DROPOUT_HINT, backward, close, diagnose, eval_outputs, is_reference, randomize_, seeded,
+from .compare import (DROPOUT_HINT, grade_backward, close, diagnose, eval_outputs, is_reference, randomize_, seeded,
                       to_device)
 from .result import CheckResult, Grader
 
@@ -121,14 +121,7 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
         g.test(good, "also right for dim=16, 2 heads, mlp_ratio=2.0 (nothing hard-coded)",
                "right for the first example but not for dim=16, num_heads=2, mlp_ratio=2.0",
                "the MLP's hidden width is int(dim * mlp_ratio); take every size from the arguments")
-        grads, dead = backward(student, x)
-        xg = x.clone().requires_grad_(True)
-        (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
-        g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
-               "gradients flow back to x and to every weight (a backward pass matches the reference)",
-               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
-                                                                  if dead else ""),
-               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+        grade_backward(g, student, ref, x, want, "x")
     return g.finish()
 
 
