@@ -172,13 +172,15 @@ def load_released(key: str, cache_dir: str | os.PathLike | None = None):
 
 
 def table(source: str | None = None) -> str:
-    """A plain-text table of the released checkpoints (what the book and ``--help`` show)."""
-    head = f"{'checkpoint':34} {'crop':>4} {'bs':>3} {'iters':>6} {'SS':>6} {'MS':>6} {'paper SS':>8} {'paper MS':>8}  sha256"
+    """A plain-text table of the released checkpoints (what the book and ``--help`` show), within 88 columns.
+    ``hash``: ``pinned`` when a full SHA-256 is recorded, else ``unverified``."""
+    w = max(len(k) for k in RELEASED)
+    head = f"{'checkpoint':{w}} {'crop':>4} {'bs':>2} {'iters':>5} {'SS':>5} {'MS':>5} {'pap.SS':>6} {'pap.MS':>6} hash"
     rows = [head]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     for r in RELEASED.values():
         if source and r.source != source:
             continue
-        rows.append(f"{r.key:34} {r.crop:>4} {r.batch:>3} {r.iters // 1000:>5}k {fmt(r.ss):>6} {fmt(r.ms):>6} "
-                    f"{fmt(r.paper_ss):>8} {fmt(r.paper_ms):>8}  {'pinned' if r.verified else 'unverified'}")
+        rows.append(f"{r.key:{w}} {r.crop:>4} {r.batch:>2} {r.iters // 1000:>4}k {fmt(r.ss):>5} {fmt(r.ms):>5} "
+                    f"{fmt(r.paper_ss):>6} {fmt(r.paper_ms):>6} {'pinned' if r.verified else 'unverified'}")
     return "\n".join(rows)
