@@ -30,7 +30,6 @@ import functools
 import json
 import os
 import platform
-import statistics
 import sys
 
 import torch
@@ -39,10 +38,10 @@ from torch import nn
 from ..config import EncoderConfig, encoder_config
 from ..model import ViTEncoder, build_setr, load_timm_weights
 from ..profile import get_profile
-from .fastpaths import autocast, fused_sgd_available, resolve_amp
+from .fastpaths import AMP_CHOICES, autocast, fused_sgd_available, resolve_amp
 from .flops import count_flops
 from .memory import GiB, estimate_training_memory_both
-from .timing import Timing, peak_tflops, time_interleaved
+from .timing import Timing, paired_ratio, peak_tflops, time_interleaved
 
 ENCODER_FIELDS = ("embed_dim", "depth", "num_heads", "patch_size")
 
@@ -155,7 +154,7 @@ def bench_encoder(encoder: str | EncoderConfig = "base", img_size: int = 384, ba
         result[mode] = dict(setr_edu=_summary(a, flops, dev, peak), timm=_summary(b, flops, dev, peak),
                             speedup=b.median / a.median, speedup_min=b.min / a.min,
                             speedup_cpu=b.cpu_median / a.cpu_median,
-                            speedup_paired=statistics.median(tb / ta for ta, tb in zip(a.times, b.times)))
+                            speedup_paired=paired_ratio(b, a))
     return result
 
 
@@ -306,7 +305,7 @@ def setr_rows(result: dict) -> list[dict]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: cuda if available)")
-    p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
+    p.add_argument("--amp", default="auto", choices=AMP_CHOICES,
                    help="autocast precision (default auto: bf16 on GPUs of compute capability >= 8.0, fp16 + "
                         "GradScaler on older GPUs, none on CPU)")
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions (default: the profile's, at least 5)")

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from ..data.transforms import (
     Compose, Normalize, Pad, PhotoMetricDistortion, RandomCrop, RandomFlip, RandomResize, ToTensor, _as_numpy,
     train_pipeline,
 )
-from .timing import time_interleaved
+from .timing import paired_ratio, time_interleaved
 
 
 # --- the reference ----------------------------------------------------------------------------------------------
@@ -171,10 +170,9 @@ def bench_transforms(crop: int = 512, img_scale: tuple[int, int] = (2048, 512), 
     with one_thread():
         t = time_interleaved(fns, repeats=repeats, warmup=warmup)
     n = len(images)
-    paired = statistics.median(r / o for r, o in zip(t["opencv"].times, t["ours"].times))
     return dict(ms_per_sample={k: 1000 * v.median / n for k, v in t.items()},
                 samples_per_s_per_core={k: n / v.median for k, v in t.items()},
-                ratio=t["opencv"].median / t["ours"].median, ratio_paired=paired,
+                ratio=t["opencv"].median / t["ours"].median, ratio_paired=paired_ratio(t["opencv"], t["ours"]),
                 ratio_readable=t["opencv"].median / t["readable"].median if readable else None,
                 ratio_min=t["opencv"].min / t["ours"].min, images=n, repeats=repeats,
                 image_size=list(images[0][0].shape[:2]), crop=crop, img_scale=list(img_scale))

@@ -77,6 +77,12 @@ class Timing:
         return self.batch_size / self.median
 
 
+def paired_ratio(slow: Timing, fast: Timing) -> float:
+    """Median over the repetitions of ``slow``'s time / ``fast``'s time in that repetition: each repetition ran
+    both back to back (:func:`time_interleaved`), so slow drifts of the machine's load cancel in each ratio."""
+    return statistics.median(s / f for f, s in zip(fast.times, slow.times))
+
+
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2,
                      device: torch.device | str = "cpu", batch_size: int = 1) -> dict[str, Timing]:
     """Time each zero-argument function in ``fns``, alternating their order every repetition.
