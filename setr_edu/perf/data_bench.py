@@ -181,20 +181,22 @@ def bench_transforms(crop: int = 512, img_scale: tuple[int, int] = (2048, 512), 
 def loader_throughput(dataset, num_workers: int, batch_size: int = 8, seconds: float = 10.0,
                       pin_memory: bool = False, warmup_batches: int = 2) -> dict:
     """Samples/s that ``dataset`` delivers through a ``DataLoader`` (random order, with replacement) during
-    ``seconds``, after ``warmup_batches`` (worker start-up is not counted)."""
+    ``seconds``, after ``warmup_batches`` (worker start-up is not counted); the main process runs
+    :func:`one_thread`."""
     from ..data.loader import loader_kwargs
 
     sampler = RandomSampler(dataset, replacement=True, num_samples=10 ** 9, generator=torch.Generator().manual_seed(0))
-    kw = loader_kwargs(num_workers, torch.device("cuda" if pin_memory else "cpu"))
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **kw)
-    it, count = iter(loader), 0
-    for _ in range(warmup_batches):
-        next(it)
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        images, _ = next(it)
-        count += images.shape[0]
-    del it
+    with one_thread():  # before loader_kwargs, which makes OpenCV single-threaded: restored on the way out
+        kw = loader_kwargs(num_workers, torch.device("cuda" if pin_memory else "cpu"))
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **kw)
+        it, count = iter(loader), 0
+        for _ in range(warmup_batches):
+            next(it)
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            images, _ = next(it)
+            count += images.shape[0]
+        del it
     return dict(num_workers=num_workers, batch_size=batch_size, samples=count, seconds=elapsed,
                 samples_per_s=count / elapsed)
 
@@ -214,8 +216,7 @@ def measure_loader(root: str | Path | None = None, seconds: float = 30.0, num_wo
     with tempfile.TemporaryDirectory() as tmp:
         folder = root or write_fake_ade20k(tmp, n_train=32, n_val=1, size=size)
         dataset = ADE20K(folder, "train", transforms=train_pipeline(crop, img_scale))
-        with one_thread():
-            result = loader_throughput(dataset, workers, batch_size, seconds, pin_memory=pin)
+        result = loader_throughput(dataset, workers, batch_size, seconds, pin_memory=pin)
     return dict(result, crop=crop, pin_memory=pin, data=str(root) if root else f"generated, {size[0]}x{size[1]}")
 
 
@@ -228,18 +229,17 @@ def bench_loader(root: str | Path, workers=(0, 2), crop: int = 512, img_scale=(2
     for w in workers:
         pair = [("ours", train_pipeline(crop, img_scale)), ("opencv", reference_pipeline(crop, img_scale))]
         for name, tf in (pair if len(rows) % 4 == 0 else pair[::-1]):
-            with one_thread():
-                r = loader_throughput(ADE20K(root, "train", transforms=tf), w, batch_size, seconds)
+            r = loader_throughput(ADE20K(root, "train", transforms=tf), w, batch_size, seconds)
             rows.append(dict(pipeline=name, **r))
     return rows
 
 
 def machine() -> dict:
     """CPU model, cores, library versions (recorded with every result)."""
+    from ..data.loader import usable_cores
     from .bench import _device_name
 
-    return dict(device_name=_device_name(torch.device("cpu")), cpu_count=os.cpu_count(),
-                usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    return dict(device_name=_device_name(torch.device("cpu")), cpu_count=os.cpu_count(), usable_cores=usable_cores(),
                 python=platform.python_version(), torch=torch.__version__, opencv=cv2.__version__,
                 numpy=np.__version__, pillow=Image.__version__)
 
