@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import tempfile
 import time
@@ -34,9 +33,10 @@ import torch
 
 import setr_edu
 from setr_edu.engine.inference import predict, slide_inference
-from setr_edu.perf import count_flops, estimate_training_memory_both, peak_tflops
-from setr_edu.perf.bench import _device_name, setr_train_step
+from setr_edu.perf import count_flops, estimate_training_memory_both
+from setr_edu.perf.bench import _device_name, _peak, _versions, setr_train_step
 from setr_edu.perf.fastpaths import resolve_amp
+from setr_edu.perf.timing import synchronize
 from setr_edu.profile import PROFILES
 
 TOY = dict(encoder="tiny", embed_dim=64, depth=4, num_heads=2, patch_size=8, decoder_channels=32)
@@ -49,11 +49,6 @@ SCALES = {
                  data_seconds=2.0, data_image=(96, 128), data_scale=(256, 64), resume_iters=4),
 }
 VARIANTS = (("bf16", "bf16", False), ("bf16+ckpt", "bf16", True), ("fp16+GradScaler", "fp16", False))
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def peak_memory_gib(dev: torch.device) -> float | None:
@@ -79,7 +74,6 @@ def check_train(S: dict, dev: torch.device) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     x = torch.randn(B, 3, img, img, device=dev)
     y = torch.randint(0, S["classes"], (B, img, img), device=dev)
-    name = _device_name(dev)
     out = dict(model=f"SETR-PUP {S['model']['encoder']} @ {img}", batch=B, iters=S["iters"],
                train_tflops_per_image=flops / 1e12, variants={})
     estimates = {amp: estimate_training_memory_both(make, (B, 3, img, img), amp=amp) for amp in ("bf16", "fp16")}
@@ -96,12 +90,12 @@ def check_train(S: dict, dev: torch.device) -> dict:
             reset_peak(dev)
             for i in range(S["warmup"] + S["iters"]):
                 if i == S["warmup"]:
-                    sync(dev)
+                    synchronize(dev)
                     t0 = time.perf_counter()
                 loss = setr_train_step(model, opt, x, y, amp, scaler)
-            sync(dev)
+            synchronize(dev)
             ips = B * S["iters"] / (time.perf_counter() - t0)
-            peak = peak_tflops(name, amp) if dev.type == "cuda" else None
+            peak = _peak(dev, None, amp)
             row.update(images_per_s=ips, tflops=flops * ips / 1e12, loss=float(loss),
                        mfu=flops * ips / (peak * 1e12) if peak else None, peak_tflops=peak,
                        peak_memory_gib=peak_memory_gib(dev), finite=bool(math.isfinite(float(loss))))
@@ -142,11 +136,11 @@ def check_slide(S: dict, dev: torch.device, amp: str | None) -> dict:
         run = lambda: slide_inference(model, x, crop, 2 * crop // 3)
         with torch.inference_mode(), setr_edu.perf.autocast(dev, amp):
             run()  # warm-up
-            sync(dev)
+            synchronize(dev)
             t0 = time.perf_counter()
             for _ in range(S["slide_images"]):
                 run()
-            sync(dev)
+            synchronize(dev)
         rows[f"{crop}"] = dict(image=f"{h}x{w}", crop=crop, stride=2 * crop // 3, amp=amp,
                                images_per_s=S["slide_images"] / (time.perf_counter() - t0))
         del model
@@ -307,12 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     S = SCALES["tiny" if args.tiny else "full"]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    import timm
-
     amp = resolve_amp("auto", dev)
     report = dict(scale="tiny" if args.tiny else "full", environment=dict(
-        device=str(dev), device_name=_device_name(dev), torch=torch.__version__, timm=timm.__version__,
-        python=platform.python_version(), amp_auto=amp,
+        device=str(dev), device_name=_device_name(dev), **_versions(), amp_auto=amp,
         capability=list(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None))
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         work = Path(tmp)
