@@ -11,7 +11,7 @@ key             what
 ``optimizer``   SGD state (momentum buffers) and parameter groups
 ``scaler``      ``GradScaler`` state (fp16 training) or ``None``
 ``rng``         Python, NumPy, torch CPU and CUDA generator states
-``sampler``     the data stream position (see ``setr_edu.engine.trainer.InfiniteBatchSampler``)
+``sampler``     the data stream position (see ``setr_edu.engine.sampler.InfiniteBatchSampler``)
 ``recipe``      the training recipe as a plain dict (used to rebuild the model and to compare on load)
 ``meta``        free-form extras: class names, last validation metrics, library version
 ==============  ==========================================================================================

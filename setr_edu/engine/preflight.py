@@ -14,16 +14,15 @@ message that says what is wrong and how to fix it:
   ``BadFileError`` names every bad file. A clean check is remembered until a file changes, so a resume skips it.
 
 ``TrainingError`` (a run stopped for a reason the user can fix) and ``TrainingInterrupted`` (SIGINT / SIGTERM: the
-checkpoint is saved) carry the message the command line prints on one line.
+checkpoint is saved) carry the message the command line prints on one line. What keeps a run safe once it is
+going (time-based checkpoints, stopping on a signal) is in ``interrupts.py``.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -141,20 +140,3 @@ def one_line(e: BaseException) -> str:
     ("Caught BadFileError in DataLoader worker process 0. ..."), whose last line is the original message."""
     lines = str(e).strip().splitlines() or [type(e).__name__]
     return lines[-1].split(": ", 1)[-1] if lines[0].startswith("Caught ") else lines[0]
-
-
-def ignore_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process (a terminal sends it to every process of the group),
-    which saves a checkpoint and then stops them. SIGTERM keeps its default: the loader stops workers with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def stopping_workers(batches):
-    """Stop the DataLoader's worker processes when ``fit`` ends, also by an exception (whose traceback would
-    otherwise keep them alive until the interpreter exits)."""
-    try:
-        yield
-    finally:
-        if hasattr(batches, "_shutdown_workers"):
-            batches._shutdown_workers()

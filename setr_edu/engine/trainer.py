@@ -18,108 +18,51 @@ validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``che
 
 **Never lose a run.** Before the first iteration the trainer checks the device, that the work dir is writable and
 has room for a checkpoint, and every image/label file of both splits (one message naming every bad one); it removes
-temporary checkpoints that a killed save left behind (``engine/preflight.py``). SIGINT (Ctrl-C, a notebook's stop button) and SIGTERM (``kill``,
-a preempted VM) finish the current step, save it and raise ``TrainingInterrupted``, whose message says how to resume.
+temporary checkpoints that a killed save left behind (``engine/preflight.py``). SIGINT (Ctrl-C, a notebook's stop
+button) and SIGTERM (``kill``, a preempted VM) finish the current step, save it and raise ``TrainingInterrupted``,
+whose message says how to resume (``engine/interrupts.py``).
 
-**Reproducibility.** Data order comes from ``InfiniteBatchSampler``: a seeded stream of epoch permutations
-that any rank can index by *position*, so the whole data state is one number (samples consumed), and augmentation is
-seeded per ``(seed, epoch, index)``. With the model, optimizer, scaler and RNG states in the checkpoint, a run that
-is interrupted and resumed ends **bitwise equal** on CPU to one that never stopped (``tests/test_resume.py``).
+**Reproducibility.** Data order comes from ``InfiniteBatchSampler`` (``engine/sampler.py``): a seeded stream of
+epoch permutations that any rank can index by *position*, so the whole data state is one number (samples consumed),
+and augmentation is seeded per ``(seed, epoch, index)``. With the model, optimizer, scaler and RNG states in the
+checkpoint, a run that is interrupted and resumed ends **bitwise equal** on CPU to one that never stopped
+(``tests/test_resume.py``).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-import signal
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from ..data.datasets import BadFileError
 from ..data.loader import loader_kwargs, resolve_num_workers
+from ..perf.fastpaths import resolve_amp
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained
 from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .preflight import (TrainingError, TrainingInterrupted, check_device, check_disk_space, check_files,
-                        check_work_dir, ignore_sigint, one_line, read_log, stopping_workers)
 from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
 from .inference import evaluate
+from .interrupts import Interruptible, ignore_sigint, stopping_workers
 from .losses import SETRLoss
 from .optim import PolySchedule, build_optimizer
-from ..perf.fastpaths import resolve_amp
+from .preflight import (TrainingError, TrainingInterrupted, check_device, check_disk_space,  # noqa: F401
+                        check_files, check_work_dir, one_line, read_log)  # (TrainingInterrupted: re-exported)
+from .sampler import EpochIndexed, InfiniteBatchSampler
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C / a notebook's interrupt; kill, Colab or Slurm shutting down
 
 
-class InfiniteBatchSampler(Sampler):
-    """An endless, seeded stream of batches of ``(index, epoch)`` pairs, sharded across ranks.
-
-    The stream is the concatenation of epoch permutations ``randperm(num_samples, seed=(seed, epoch))``. Global
-    batch ``m`` covers stream positions ``[m * world_size * batch_size, (m + 1) * world_size * batch_size)`` and rank
-    ``r`` takes the ``r``-th ``batch_size`` slice of it, so N ranks together see exactly what one process with an
-    N-times larger batch (or N accumulation steps) sees. ``start`` is a stream position (samples consumed).
-    """
-
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start: int = 0, shuffle: bool = True):
-        if num_samples < 1:
-            raise ValueError("the training set is empty")
-        self.n, self.batch_size, self.seed, self.shuffle = num_samples, batch_size, seed, shuffle
-        self.rank, self.world_size, self.start = rank, world_size, start
-        self._perms: dict[int, torch.Tensor] = {}
-
-    def permutation(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
-            if len(self._perms) > 2:
-                self._perms.clear()
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perms[epoch] = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
-        return self._perms[epoch]
-
-    def sample_at(self, position: int) -> tuple[int, int]:
-        """``(dataset index, epoch)`` at a stream position."""
-        epoch, offset = divmod(position, self.n)
-        return int(self.permutation(epoch)[offset]), epoch
-
-    def __iter__(self):
-        global_batch = self.world_size * self.batch_size
-        m = self.start // global_batch
-        while True:
-            lo = m * global_batch + self.rank * self.batch_size
-            yield [self.sample_at(p) for p in range(lo, lo + self.batch_size)]
-            m += 1
-
-    def __len__(self) -> int:  # DataLoader asks; the stream is endless
-        return 2 ** 62
-
-
-class EpochIndexed(Dataset):
-    """Lets the sampler pass ``(index, epoch)``: calls ``dataset.set_epoch(epoch)`` (if it has one) in whichever
-    process loads the sample, so augmentation is a pure function of ``(seed, epoch, index)``."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        index, epoch = item
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        return self.dataset[index]
-
-
-class Trainer:
-    """Train ``recipe`` (a ``setr_edu.recipes.Recipe``) into ``work_dir``.
+class Trainer(Interruptible):
+    """Train ``recipe`` (a ``setr_edu.recipes.Recipe``) into ``work_dir``. Saving on time and stopping cleanly on
+    SIGINT / SIGTERM come from ``Interruptible`` (``engine/interrupts.py``).
 
     Args:
         recipe: what to train (model, data, optimiser, schedule, evaluation).
@@ -143,8 +86,8 @@ class Trainer:
         self.device, self.progress = self.env.device, progress and self.env.is_main
         self._print = (log if self.env.is_main else None) or (lambda *a, **k: None)
         self.work_dir = Path(work_dir or Path("runs") / r.name)
-        self.resume_hint = f"Trainer(recipe, work_dir={str(self.work_dir)!r}, resume=True).fit()"  # the CLI's: a command
-        self._stop_signal, self._saved_iter, self._last_save, self._validating = None, None, time.monotonic(), False
+        # how to resume, in the messages of a stopped run (the CLI sets its command line instead)
+        self.resume_hint = f"Trainer(recipe, work_dir={str(self.work_dir)!r}, resume=True).fit()"
         if self.env.is_main:
             check_work_dir(self.work_dir, self._print)
         # amp=auto: bf16 on GPUs of compute capability >= 8.0, fp16 + GradScaler on older ones (T4, V100), none on CPU
@@ -287,12 +230,10 @@ class Trainer:
         if self.env.distributed:  # every rank must stop together, or the others hang in all-reduce
             all_reduce_max(bad)
         if bad.item():
-            ckpt = self.work_dir / "last.pt"
-            where = f"the last checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
             raise FloatingPointError(
                 f"the loss became {loss.item()} at iteration {self.iter + 1} (micro-batch {micro}); training "
-                f"stopped and {where}. Try a lower learning rate (lr=), amp=bf16 or amp=none instead of fp16, "
-                f"warmup_iters=, and check that the labels are class indices or 255.")
+                f"stopped and {self._checkpoint_note()}. Try a lower learning rate (lr=), amp=bf16 or amp=none "
+                f"instead of fp16, warmup_iters=, and check that the labels are class indices or 255.")
 
     def validate(self) -> dict:
         """Evaluate on the validation set (sharded over ranks), log ``val_*`` and return the metric dict."""
@@ -308,67 +249,6 @@ class Trainer:
                     f"aAcc {100 * res['aAcc']:.2f}")
         return res
 
-    def _validate_keeping_checkpoint(self) -> None:
-        """``validate``, run after this iteration's checkpoint was written; a failure says what failed (the bad
-        file, out of memory) and that the checkpoint is kept, so fixing it and resuming loses nothing."""
-        path = self.work_dir / "last.pt"
-        kept = (f"the checkpoint of iteration {self.iter} is saved in {path}" if self._saved_iter == self.iter
-                else f"the checkpoint {path} is unchanged")
-        self._validating = True
-        try:
-            self.validate()
-        except (BadFileError, OSError, torch.cuda.OutOfMemoryError) as e:
-            raise TrainingError(f"validation at iteration {self.iter} failed: {one_line(e)}; {kept}. Fix "
-                                f"that, then resume with: {self.resume_hint}") from e
-        except Exception as e:  # a bug: keep the traceback, and still say that nothing is lost
-            e.add_note(f"validation at iteration {self.iter} failed; {kept}; resume with: {self.resume_hint}")
-            raise
-        finally:
-            self._validating = False
-
-    @contextlib.contextmanager
-    def _stop_on_signals(self):
-        """SIGINT (Ctrl-C, a notebook's interrupt button) and SIGTERM (``kill``, Colab or a cluster shutting the
-        job down) finish the current iteration, save a checkpoint and stop with ``TrainingInterrupted``. A second
-        signal, or one during a validation whose checkpoint is already written, stops at once."""
-        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._stop_signal is not None or (self._validating and self._saved_iter == self.iter):
-                raise self._interrupted(signum)
-            self._stop_signal = signum
-            with contextlib.suppress(RuntimeError):  # print is not reentrant: the signal may interrupt a print
-                self._print(f"\n{signal.Signals(signum).name}: finishing this iteration, saving a checkpoint, then "
-                            f"stopping (send it again to stop at once)")
-
-        previous = [(s, signal.signal(s, handler)) for s in STOP_SIGNALS]
-        try:
-            yield
-        finally:
-            for s, h in previous:
-                signal.signal(s, h)
-            self._stop_signal = None
-
-    def _stop_if_signalled(self) -> None:
-        stop = self._stop_signal or 0
-        if self.env.distributed:  # every rank stops at the same iteration, whichever got the signal first
-            stop = int(all_reduce_max(torch.tensor(stop, device=self.device)).item())
-        if stop:
-            if self._saved_iter != self.iter:
-                self.save()
-            raise self._interrupted(stop)
-
-    def _interrupted(self, signum: int) -> TrainingInterrupted:
-        name, path = signal.Signals(signum).name, self.work_dir / "last.pt"
-        if self._saved_iter is None and not path.exists():
-            return TrainingInterrupted(f"{name}: stopped during iteration {self.iter + 1}, before the first "
-                                       f"checkpoint; there is nothing to resume", signum)
-        where = (f"saved iteration {self.iter} of {self.recipe.max_iters} to {path}" if self._saved_iter == self.iter
-                 else f"stopped during iteration {self.iter + 1}; {path} holds an earlier iteration")
-        return TrainingInterrupted(f"{name}: {where}; resume with: {self.resume_hint}", signum)
-
     def fit(self, until: int | None = None) -> dict:
         """Train from the current iteration to ``until`` (default ``max_iters``); returns a summary dict.
 
@@ -381,7 +261,8 @@ class Trainer:
         if self.iter < end:
             self._print(f"training {r.name}: iterations {self.iter}->{end} of {r.max_iters}, global batch "
                         f"{r.batch_size} = {self.env.world_size} x {r.grad_accum_steps} x {self.micro_batch} on "
-                        f"{self.device}, amp={r.amp}{f' -> {self.amp}' if r.amp == 'auto' else ''}, work_dir={self.work_dir}")
+                        f"{self.device}, amp={r.amp}{f' -> {self.amp}' if r.amp == 'auto' else ''}, "
+                        f"work_dir={self.work_dir}")
         batches = iter(self.loader()) if self.iter < end else None
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
@@ -392,10 +273,9 @@ class Trainer:
                 try:
                     stats = self.train_step(batches)
                 except BadFileError as e:  # a file changed since the start check
-                    ckpt = self.work_dir / "last.pt"
-                    where = f"the last checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written yet"
-                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {one_line(e)}; {where}. "
-                                        f"Fix the file, then resume with: {self.resume_hint}") from e
+                    raise TrainingError(f"iteration {self.iter + 1} could not read its data: {one_line(e)}; "
+                                        f"{self._checkpoint_note()}. Fix the file, then resume with: "
+                                        f"{self.resume_hint}") from e
                 self.elapsed += time.perf_counter() - t
                 for k, v in stats.items():
                     window[k] += v
@@ -407,9 +287,7 @@ class Trainer:
                     window, n, t_log = defaultdict(float), 0, time.perf_counter()
                 self._stop_if_signalled()
                 evaluate_now = self.iter % r.eval_every == 0 or self.iter == r.max_iters
-                minutes = (time.monotonic() - self._last_save) / 60
-                if (evaluate_now or self.iter % r.checkpoint_every == 0 or self.iter == end
-                        or 0 < r.checkpoint_minutes <= minutes):
+                if evaluate_now or self._checkpoint_due(end):
                     self.save()  # before validating: a validation that fails loses nothing
                 if evaluate_now:
                     self._validate_keeping_checkpoint()
