@@ -6,6 +6,7 @@ import contextlib
 import torch
 from torch import nn
 
+from setr_edu.engine.trainer import Trainer
 from setr_edu.recipes import Recipe, synthetic_recipe
 
 # A SETR small enough that a training step takes milliseconds: 32 px images, 4x4 tokens, width 32, 2 layers.
@@ -13,6 +14,8 @@ TINY = dict(crop_size=32, encoder="tiny", encoder_overrides=dict(embed_dim=32, d
             decoder="naive", decoder_channels=16, batch_size=4, num_train=12, num_val=4, max_iters=6, eval_every=3,
             checkpoint_every=3, log_every=2, device="cpu",
             optimizer="sgd", lr=0.01, head_lr_mult=10.0, weight_decay=0.0, warmup_iters=0, min_lr=1e-4)  # the paper's
+# The same as `python -m setr_edu train` overrides (max_iters left to each test).
+TINY_ARGS = [f"{k}={v!r}" if isinstance(v, dict) else f"{k}={v}" for k, v in TINY.items() if k != "max_iters"]
 
 
 def tiny_recipe(**kw) -> Recipe:
@@ -28,6 +31,24 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def crash_at_iteration(n: int, message: str = "simulated crash"):
+    """Inside the block ``Trainer.train_step`` raises ``RuntimeError(message)`` instead of running iteration ``n``
+    (1-based): a crash between two checkpoints (Colab disconnected, the job killed)."""
+    real_step = Trainer.train_step
+
+    def crashing_step(self, batches):
+        if self.iter == n - 1:
+            raise RuntimeError(message)
+        return real_step(self, batches)
+
+    Trainer.train_step = crashing_step
+    try:
+        yield
+    finally:
+        Trainer.train_step = real_step
 
 
 class PointwiseNet(nn.Module):

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from engine_helpers import TINY, one_thread, tiny_recipe
+from engine_helpers import TINY_ARGS, crash_at_iteration, one_thread, tiny_recipe
 from PIL import Image
 
 from setr_edu.data.datasets import BadFileError, FolderDataset
@@ -21,8 +21,6 @@ from setr_edu.engine import trainer as trainer_mod
 from setr_edu.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from setr_edu.engine.trainer import Trainer
 from setr_edu.recipes import get_recipe, list_recipes
-
-TINY_ARGS = [f"{k}={v!r}" if isinstance(v, dict) else f"{k}={v}" for k, v in TINY.items() if k != "max_iters"]
 
 
 @pytest.fixture(autouse=True)
@@ -63,17 +61,9 @@ def test_every_named_recipe_checkpoints_at_least_every_ten_minutes():
     assert get_recipe("synthetic_cpu").checkpoint_minutes <= 2  # the README's CPU recipe (600 iterations)
 
 
-def test_time_based_checkpoint_without_an_iteration_checkpoint(tmp_path, monkeypatch):
+def test_time_based_checkpoint_without_an_iteration_checkpoint(tmp_path):
     t = _trainer(tmp_path, max_iters=6, checkpoint_every=100, eval_every=100, checkpoint_minutes=1e-6)
-    real_step = Trainer.train_step
-
-    def crash_at_iteration_4(self, batches):
-        if self.iter == 3:
-            raise RuntimeError("simulated crash")
-        return real_step(self, batches)
-
-    monkeypatch.setattr(Trainer, "train_step", crash_at_iteration_4)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with crash_at_iteration(4), pytest.raises(RuntimeError, match="simulated crash"):
         t.fit()
     assert load_checkpoint(tmp_path / "last.pt")["iter"] == 3  # saved on time, though no iteration was due
 

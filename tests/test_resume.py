@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from engine_helpers import one_thread, params_equal, tiny_recipe
+from engine_helpers import crash_at_iteration, one_thread, params_equal, tiny_recipe
 
 from setr_edu.engine import checkpoint as ckpt
 from setr_edu.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -30,23 +30,15 @@ def _optimizer_equal(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
 
 
-def test_interrupted_run_resumes_bitwise_equal(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_bitwise_equal(tmp_path):
     with one_thread():
         straight = _trainer(tmp_path / "straight")
         straight.fit()
 
         crashed = _trainer(tmp_path / "crashed")
-        real_step = Trainer.train_step
-
-        def crash_at_iteration_6(self, batches):
-            if self.iter == 5:
-                raise RuntimeError("simulated crash (Colab disconnected)")
-            return real_step(self, batches)
-
-        monkeypatch.setattr(Trainer, "train_step", crash_at_iteration_6)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            crashed.fit()
-        monkeypatch.setattr(Trainer, "train_step", real_step)
+        with crash_at_iteration(6, "simulated crash (Colab disconnected)"):
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                crashed.fit()
         assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter"] == 4  # iteration 5 is lost, 1-4 are not
 
         torch.manual_seed(1234)  # disturb the global RNGs: the checkpoint must restore them
