@@ -35,6 +35,7 @@ from .transforms import SeededTransforms
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # a file cut short (a partial copy) lacks its end marker
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what PIL raises on a bad file
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -55,7 +56,7 @@ def read_image(path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UNREADABLE as e:
         raise BadFileError(f"{path} is not a readable image ({_why(e)})") from None
 
 
@@ -65,16 +66,14 @@ def image_header(path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             size, fmt = im.size, im.format
-        marker = END_MARKERS.get(fmt)
-        if marker:
-            with open(path, "rb") as f:
-                f.seek(max(0, os.path.getsize(path) - 1024))
-                if marker not in f.read():
-                    raise BadFileError(f"{path} is truncated (no {fmt} end marker): copy or download it again")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        if isinstance(e, BadFileError):
-            raise
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 1024))
+            tail = f.read()
+    except UNREADABLE as e:
         raise BadFileError(f"{path} is not a readable image ({_why(e)})") from None
+    marker = END_MARKERS.get(fmt)
+    if marker and marker not in tail:
+        raise BadFileError(f"{path} is truncated (no {fmt} end marker): copy or download it again")
     return size
 
 
