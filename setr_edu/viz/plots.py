@@ -88,7 +88,7 @@ def colour_labels(label, palette: np.ndarray) -> np.ndarray:
     """``(H, W)`` labels -> ``uint8 (H, W, 3)`` with ``palette``; 255 (ignore) is drawn white."""
     from ..engine.inference import colorize
 
-    return colorize(_numpy(label), palette, ignore_colour=(255, 255, 255))
+    return colorize(label, palette, ignore_colour=(255, 255, 255))  # colorize copies a tensor to the CPU
 
 
 def plot_segmentation_grid(images, labels=None, preds=None, palette: np.ndarray | None = None,
