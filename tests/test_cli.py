@@ -5,15 +5,12 @@ import sys
 
 import numpy as np
 import pytest
-from engine_helpers import TINY, one_thread
+from engine_helpers import TINY_ARGS, one_thread
 from PIL import Image
 
 from setr_edu.cli import main
 from setr_edu.engine.checkpoint import load_checkpoint
 from setr_edu.recipes import Recipe, apply_overrides, get_recipe, list_recipes
-
-TINY_ARGS = [f"{k}={v!r}" if isinstance(v, dict) else f"{k}={v}" for k, v in TINY.items() if k != "max_iters"]
-
 
 @pytest.fixture(autouse=True)
 def _single_thread():
