@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 
 from ..recipes import Recipe
-from .timing import PEAK_TFLOPS
+from .timing import PEAK_TFLOPS, peak_tflops
 
 # Validation images and their typical size after the test resize (ADE20K: short side 512 of a 4:3 photo;
 # Cityscapes: 1024 x 2048; Pascal Context: short side 520): approximations for the sliding-window count.
@@ -29,11 +29,11 @@ TYPICAL_VAL = dict(ade20k=(2000, (512, 683)), cityscapes=(500, (1024, 2048)), pa
 
 def gpu_peak(gpu: str) -> tuple[str, float]:
     """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in :data:`PEAK_TFLOPS`)."""
-    for key, peaks in PEAK_TFLOPS.items():
-        if key in gpu:
-            amp = "bf16" if "bf16" in peaks else "fp16"  # = compute capability >= 8.0 for the GPUs in the table
-            return amp, peaks[amp]
-    raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(PEAK_TFLOPS)}")
+    amp = "bf16" if peak_tflops(gpu, "bf16") else "fp16"  # = compute capability >= 8.0 for the GPUs in the table
+    peak = peak_tflops(gpu, amp)
+    if peak is None:
+        raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(PEAK_TFLOPS)}")
+    return amp, peak
 
 
 def recipe_flops(recipe: Recipe, num_classes: int | None = None) -> dict[str, float]:
