@@ -1,4 +1,5 @@
-"""What both converters share: reading a checkpoint, the conversion report, and copying weights by a key map.
+"""What both converters share: reading a checkpoint, the conversion report, the ViT's shape from its tensors,
+and copying weights by a key map.
 
 A converter is a *key map*: for every tensor of the setr_edu model, the name of the checkpoint tensor it comes
 from (and, rarely, a function that rearranges it). Everything in the checkpoint that the map does not use must be
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..config import EncoderConfig
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -116,7 +119,8 @@ def count_indexed(sd: dict, pattern: str) -> int:
     rx = re.compile(pattern)
     found = {int(m.group(1)) for k in sd if (m := rx.match(k))}
     if found and found != set(range(len(found))):
-        raise ValueError(f"indices {sorted(found)} of {pattern!r} are not 0..{len(found) - 1}; is the checkpoint complete?")
+        raise ValueError(f"indices {sorted(found)} of {pattern!r} are not 0..{len(found) - 1}; "
+                         f"is the checkpoint complete?")
     return len(found)
 
 
@@ -135,6 +139,31 @@ def config_ints(meta: dict, name: str) -> list[list[int]]:
         return []
     rx = re.compile(rf"['\"]?\b{name}['\"]?\s*[:=]\s*(\d+|[\(\[][\d,\s]*[\)\]])")
     return [[int(x) for x in re.findall(r"\d+", m.group(1))] for m in rx.finditer(text)]
+
+
+def infer_encoder(sd: dict, prefix: str, layer: str, names: dict, meta: dict, num_heads: int | None,
+                  report: ConversionReport) -> tuple[EncoderConfig, tuple[int, int]]:
+    """The ViT's shape from its tensors (``names``: where the patch conv, qkv bias and fc1 live)."""
+    D = sd[f"{prefix}cls_token"].shape[-1]
+    depth = count_indexed(sd, rf"{re.escape(prefix + layer)}\.(\d+)\.")
+    patch = sd[f"{prefix}{names['patch']}.weight"]
+    grid = square_grid(sd[f"{prefix}pos_embed"].shape[1] - 1)
+    hidden = sd[f"{prefix}{layer}.0.{names['fc1']}.weight"].shape[0]
+    report.inferred.update(depth=depth, embed_dim=D, patch_size=patch.shape[-1], img_size=grid * patch.shape[-1],
+                           mlp_ratio=hidden / D)
+    if num_heads is None:
+        from_meta = config_ints(meta, "num_heads")
+        if from_meta:
+            num_heads, where = from_meta[0][0], "from the checkpoint's meta['config']"
+        elif D % 64 == 0:
+            num_heads, where = D // 64, "assumed: head width 64 as in ViT-B/L and DeiT-B; pass num_heads= if not"
+        else:
+            raise ValueError(f"cannot tell num_heads for width {D} from the tensors; pass num_heads=")
+        report.assumed["num_heads"] = f"{num_heads} ({where})"
+    cfg = EncoderConfig(embed_dim=D, depth=depth, num_heads=num_heads, mlp_ratio=hidden / D,
+                        patch_size=patch.shape[-1], in_chans=patch.shape[1],
+                        qkv_bias=f"{prefix}{layer}.0.{names['qkv_bias']}" in sd)
+    return cfg, (grid, grid)
 
 
 def copy_weights(model: nn.Module, sd: dict[str, torch.Tensor], key_map: dict[str, tuple[str | None, Transform | None]],

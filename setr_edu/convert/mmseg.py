@@ -26,8 +26,7 @@ from torch import nn
 from ..model.decoders import UpHead
 from ..model.encoder import resize_pos_embed
 from ..model.setr import SETR, build_setr
-from .common import ConversionReport, config_ints, copy_weights, count_indexed, read_checkpoint
-from .official import infer_encoder
+from .common import ConversionReport, config_ints, copy_weights, count_indexed, infer_encoder, read_checkpoint
 
 _BLOCK = {"norm1": "ln1", "norm2": "ln2", "attn.qkv.weight": "attn.attn.in_proj_weight",
           "attn.qkv.bias": "attn.attn.in_proj_bias", "attn.proj": "attn.attn.out_proj", "mlp.fc1": "ffn.layers.0.0",
@@ -159,8 +158,9 @@ def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads
     MLA (5, 11, 17, 23) -> Z6, Z12, Z18, Z24.
     """
     sd, meta = read_checkpoint(path_or_state_dict)
-    if decoder is not None and decoder != _kind(sd):
-        raise ValueError(f"decoder={decoder!r} but the checkpoint holds a SETR-{_kind(sd)} (its keys say so)")
+    kind = _kind(sd)
+    if decoder is not None and decoder != kind:
+        raise ValueError(f"decoder={decoder!r} but the checkpoint holds a SETR-{kind} (its keys say so)")
     report = ConversionReport("mmsegmentation SETR")
     model, grid = build_mmseg_layout(sd, meta, num_heads, aux, report, **build_setr_kwargs)
     key_map = mmseg_key_map(model)
@@ -175,7 +175,8 @@ def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads
 
 
 def to_mmseg_state_dict(model: SETR) -> dict[str, torch.Tensor]:
-    """The mmsegmentation state dict of a model in mmsegmentation's layout (inverse of :func:`setr_edu.load_mmseg_setr`).
+    """The mmsegmentation state dict of a model in mmsegmentation's layout (the inverse of
+    :func:`setr_edu.load_mmseg_setr`).
 
     Raises if a tensor that mmsegmentation does not have (a conv bias) is not 0: it could not be written back.
     """

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 
-from ..config import DecoderConfig, EncoderConfig
+from ..config import DecoderConfig
 from ..model.encoder import resize_pos_embed
 from ..model.setr import SETR, build_setr
-from .common import ConversionReport, config_ints, copy_weights, count_indexed, read_checkpoint, square_grid
+from .common import ConversionReport, config_ints, copy_weights, count_indexed, infer_encoder, read_checkpoint
 
 CONV_SEG = "conv_seg: built by mmsegmentation's BaseDecodeHead, never used in the official forward"
 
@@ -41,31 +41,6 @@ def _kind(sd: dict) -> str:
         raise ValueError("no 'decode_head.conv_0' or 'backbone.mla' in the checkpoint: not an official SETR "
                          "checkpoint (for mmsegmentation's SETR use setr_edu.load_mmseg_setr)")
     return "pup" if count_indexed(sd, r"decode_head\.syncbn_fc_(\d+)\.") == 4 else "naive"
-
-
-def infer_encoder(sd: dict, prefix: str, layer: str, names: dict, meta: dict, num_heads: int | None,
-                  report: ConversionReport) -> tuple[EncoderConfig, tuple[int, int]]:
-    """The ViT's shape from its tensors (``names``: where the patch conv, qkv bias and fc1 live)."""
-    D = sd[f"{prefix}cls_token"].shape[-1]
-    depth = count_indexed(sd, rf"{re.escape(prefix + layer)}\.(\d+)\.")
-    patch = sd[f"{prefix}{names['patch']}.weight"]
-    grid = square_grid(sd[f"{prefix}pos_embed"].shape[1] - 1)
-    hidden = sd[f"{prefix}{layer}.0.{names['fc1']}.weight"].shape[0]
-    report.inferred.update(depth=depth, embed_dim=D, patch_size=patch.shape[-1], img_size=grid * patch.shape[-1],
-                           mlp_ratio=hidden / D)
-    if num_heads is None:
-        from_meta = config_ints(meta, "num_heads")
-        if from_meta:
-            num_heads, where = from_meta[0][0], "from the checkpoint's meta['config']"
-        elif D % 64 == 0:
-            num_heads, where = D // 64, "assumed: head width 64 as in ViT-B/L and DeiT-B; pass num_heads= if not"
-        else:
-            raise ValueError(f"cannot tell num_heads for width {D} from the tensors; pass num_heads=")
-        report.assumed["num_heads"] = f"{num_heads} ({where})"
-    cfg = EncoderConfig(embed_dim=D, depth=depth, num_heads=num_heads, mlp_ratio=hidden / D,
-                        patch_size=patch.shape[-1], in_chans=patch.shape[1],
-                        qkv_bias=f"{prefix}{layer}.0.{names['qkv_bias']}" in sd)
-    return cfg, (grid, grid)
 
 
 def official_taps(kind: str, depth: int, n_aux: int, meta: dict, given: dict, report: ConversionReport) -> dict:
@@ -133,7 +108,8 @@ def load_official_setr(path_or_state_dict, decoder: str | None = None, *, num_he
             is then resized, bilinear, as the official code does) or taps (``main_tap``, ``aux_taps``, ``mla_taps``).
 
     Depth, width, patch size, classes, decoder widths and the training size come from the tensor shapes. The result
-    is in eval mode; ``model.conversion_report`` (:class:`setr_edu.convert.ConversionReport`) says what was read, assumed and dropped.
+    is in eval mode; ``model.conversion_report`` (:class:`setr_edu.convert.ConversionReport`) says what was read,
+    assumed and dropped.
     """
     sd, meta = read_checkpoint(path_or_state_dict)
     kind = _kind(sd)
