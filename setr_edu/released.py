@@ -131,9 +131,7 @@ def get_released(key: str) -> Released:
 
 def released_recipe(entry: Released) -> Recipe:
     """The paper's recipe for the checkpoint's dataset and decoder (its test settings: crop, stride, test scale)."""
-    iters = entry.iters if entry.dataset == "cityscapes" else None
-    return paper_recipe(entry.dataset, entry.decoder, entry.encoder, iters=iters,
-                        batch_size=8 if entry.batch == 8 and entry.dataset != "cityscapes" else None)
+    return paper_recipe(entry.dataset, entry.decoder, entry.encoder, iters=entry.iters, batch_size=entry.batch)
 
 
 def download_released(entry: Released, cache_dir: str | os.PathLike | None = None) -> Path:

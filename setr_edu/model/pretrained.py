@@ -14,7 +14,6 @@ ImageNet-1k, 384). :func:`paper_weights` downloads the exact file and checks its
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -148,20 +147,13 @@ def load_timm_weights(encoder: ViTEncoder, state_dict_or_model, strict: bool = T
     return report
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Full SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_file(path: Path, url: str, sha256: str | None) -> str:
     """Check ``path`` against the full ``sha256`` (when known) and the hash prefix in the URL's file name
     (``name-<8 hex>.pth``, the convention of timm, DeiT and mmsegmentation releases). Returns what was verified;
     raises ``ValueError`` (and deletes the file) on a mismatch."""
-    actual = sha256_of(path)
+    from ..data.download import file_digest  # the SHA-256 of a file, in 1 MiB chunks
+
+    actual = file_digest(path, "sha256")
     m = re.search(r"-([0-9a-f]{8,})\.pth?$", url)
     expected = sha256 or (m[1] if m else None)
     if expected is None:
@@ -204,15 +196,16 @@ def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = Non
         import timm
 
         tag = name.removeprefix("timm:")
-        return timm.create_model(tag, pretrained=True).state_dict(), f"timm '{tag}' (a named substitute, not the paper's file)"
+        source = f"timm '{tag}' (a named substitute, not the paper's file)"
+        return timm.create_model(tag, pretrained=True).state_dict(), source
     if name not in PAPER_WEIGHTS:
         raise ValueError(f"unknown paper weights {name!r}; choose one of {sorted(PAPER_WEIGHTS)} or 'timm:<tag>'")
     info = PAPER_WEIGHTS[name]
     try:
         path, verified = fetch_verified(info["url"], info["sha256"], cache_dir)
     except RuntimeError as err:
-        raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: pretrained='timm:{info['timm']}' "
-                           f"loads timm's closest tag. {info['note']}") from None
+        raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: "
+                           f"pretrained='timm:{info['timm']}' loads timm's closest tag. {info['note']}") from None
     from ..convert.common import read_checkpoint  # tensors and numbers only; nothing in the file is executed
 
     sd, _ = read_checkpoint(path)
