@@ -110,11 +110,8 @@ def _checkpoint_recipe(args, saved):
 def _device(args, recipe):
     """``--device`` (else the recipe's), refused now, before any work, if this machine does not have it."""
     from .engine.distributed import resolve_device
-    from .engine.preflight import check_device
 
-    name = getattr(args, "device", None) or recipe.device
-    check_device(name)
-    return resolve_device(name)
+    return resolve_device(getattr(args, "device", None) or recipe.device)
 
 
 def _scales(args) -> tuple[tuple[float, ...], bool]:

@@ -46,17 +46,23 @@ class DistEnv:
         return self.world_size > 1
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have before any work starts (one message that says what to use)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ValueError(f"device=cuda but PyTorch sees no CUDA GPU (torch {torch.__version__}, {build}); use "
+                         f"device=cpu or device=auto (on Colab: Runtime > Change runtime type > GPU)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device=mps but this PyTorch has no MPS (Apple GPU) backend; use device=cpu or device=auto")
+
+
 def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` if CUDA is available, else ``cpu``; refuses ``cuda`` without a GPU."""
+    """``"auto"`` -> ``cuda:<local_rank>`` if CUDA is available, else ``cpu``; refuses (``check_device``) a device
+    this machine does not have."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda but PyTorch sees no CUDA GPU; use device=cpu (or device=auto)")
-        return torch.device("cuda", local_rank)
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("device=mps but the MPS backend is not available; use device=cpu")
-    return torch.device(device)
+    check_device(device)
+    return torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
 
 
 def init_distributed(device: str = "auto", timeout_s: float = 1800) -> DistEnv:

@@ -5,7 +5,7 @@ it (or at the first validation); a work dir that cannot be written, or a disk to
 ``device=cuda`` on a machine without a GPU. Each is checked here before any work starts and refused with one
 message that says what is wrong and how to fix it:
 
-* ``check_device``: the requested device exists;
+* ``check_device`` (defined with ``resolve_device`` in ``distributed.py``): the requested device exists;
 * ``check_work_dir``: the work dir can be created and written; temporary checkpoints that a killed save left behind
   (``.last.pt.*.tmp``, up to a whole checkpoint each) are removed;
 * ``check_disk_space``: room for one more checkpoint (a save writes the new file next to the old one);
@@ -26,11 +26,11 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..data.datasets import BadFileError
 from .checkpoint import checkpoint_bytes, remove_stale_temps
+from .distributed import check_device  # noqa: F401  (re-exported: the device check lives with resolve_device)
 
 
 class TrainingError(RuntimeError):
@@ -43,16 +43,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signal = signum
-
-
-def check_device(device: str) -> None:
-    """Refuse a device this machine does not have before any work starts (one message that says what to use)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise ValueError(f"device=cuda but PyTorch sees no CUDA GPU (torch {torch.__version__}, {build}); use "
-                         f"device=cpu or device=auto (on Colab: Runtime > Change runtime type > GPU)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device=mps but this PyTorch has no MPS (Apple GPU) backend; use device=cpu or device=auto")
 
 
 def check_work_dir(work_dir: Path, log=print) -> None:

@@ -80,8 +80,6 @@ class Trainer(Interruptible):
                  overwrite: bool = False, model: torch.nn.Module | None = None, datasets: tuple | None = None,
                  env: DistEnv | None = None, progress: bool = True, log=print):
         self.recipe = r = recipe.validate()
-        if env is None:
-            check_device(r.device)
         self.env = env or init_distributed(r.device)
         self.device, self.progress = self.env.device, progress and self.env.is_main
         self._print = (log if self.env.is_main else None) or (lambda *a, **k: None)
