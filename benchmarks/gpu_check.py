@@ -82,7 +82,7 @@ def check_train(S: dict, dev: torch.device) -> dict:
         scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
         est = estimates[amp][ckpt].total / 2**30
         row = dict(amp=amp, checkpointing=ckpt, estimated_memory_gib=est)
-        if amp == "bf16" and dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] < 8:
+        if amp == "bf16" and resolve_amp("auto", dev) == "fp16":  # the rule amp=auto applies
             row["error"] = "skipped: no bf16 tensor cores (compute capability < 8.0; amp=auto uses fp16 here)"
             out["variants"][label] = row
             continue
