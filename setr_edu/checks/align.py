@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .compare import close
+from .compare import close, to_device
+
+
+def forward_on(*args) -> Callable[[nn.Module], object]:
+    """The ``run`` of :func:`align`: ``module(*args)`` with the tensors moved to the module's device."""
+    return lambda m: m(*to_device(args, next(m.parameters()).device))
 
 
 def units(module: nn.Module) -> list[tuple[str, nn.Module]]:

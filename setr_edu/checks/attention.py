@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.attention import MultiHeadSelfAttention, attention_weights
-from .align import align, describe_params
+from .align import align, describe_params, forward_on
 from .compare import (DROPOUT_HINT, grade_backward, call_student, close, dependency_note, diagnose, eval_outputs,
                       is_reference, randomize_, seeded, with_reference)
 from .result import CheckResult, Grader
@@ -155,7 +155,7 @@ def check_attention(student_cls, verbose: bool = True) -> CheckResult:
         ref = randomize_(MultiHeadSelfAttention(D, heads)).eval()
         student = student_cls(dim=D, num_heads=heads).eval()
         x = seeded(2, 7, D, seed=3)
-        al = align(student, ref, lambda m: m(x.to(next(m.parameters()).device)))
+        al = align(student, ref, forward_on(x))
         g.require(al.ok and not al.missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}) has the layers "
                   f"qkv ({3 * D}x{D}) and proj ({D}x{D})",
                   f"{student_cls.__name__}(dim={D}, num_heads={heads}) does not have the expected layers",
@@ -186,7 +186,7 @@ def check_attention(student_cls, verbose: bool = True) -> CheckResult:
             out2 = g.call(student2, x2, what="forward changes x")
         g.test(close(out2, ref2(x2)), "also right with 2 heads and 5 tokens (nothing hard-coded)",
                "right with 4 heads but not with 2 heads and 5 tokens: use self.num_heads and x.shape")
-        grade_backward(g, student, ref, x, want, "x")
+        grade_backward(g, student, ref, x)
         if swapped.active:
             g.note(dependency_note("scaled_dot_product", swapped, lambda: close(call_student(student, x)[0], want)))
     return g.finish()

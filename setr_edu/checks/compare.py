@@ -102,13 +102,18 @@ def module_device(module) -> torch.device:
     return torch.device("cpu")
 
 
+def _map(obj, fn):
+    """``obj`` with ``fn`` applied to every tensor (also inside lists and tuples); anything else unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map(o, fn) for o in obj)
+    return obj
+
+
 def to_device(obj, device):
     """Tensors (also inside lists and tuples) moved to ``device``; anything else unchanged."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(o, device) for o in obj)
-    return obj
+    return _map(obj, lambda t: t.to(device))
 
 
 def _tensors(obj) -> list[torch.Tensor]:
@@ -119,19 +124,11 @@ def _tensors(obj) -> list[torch.Tensor]:
     return []
 
 
-def _clone(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_clone(o) for o in obj)
-    return obj
-
-
 def call_student(fn, *args, device=None, **kwargs) -> tuple[object, bool]:
     """Call ``fn`` on copies of ``args`` (on ``device``, default: the module's own); return ``(output on the
     CPU, modified)``, ``modified`` True if ``fn`` changed one of the tensors it was given."""
     device = module_device(fn) if device is None else device
-    given = to_device(_clone(args), device)
+    given = to_device(_map(args, torch.Tensor.clone), device)
     before = [t.detach().clone() for t in _tensors(args)]
     out = fn(*given, **kwargs)
     return to_device(out, "cpu"), any(_changed(t, b) for t, b in zip(_tensors(given), before))
@@ -190,19 +187,12 @@ class with_reference:  # noqa: N801 (used like a function: ``with with_reference
             self.__enter__()
 
 
-def _leaves(obj):
-    """``obj`` with every floating-point tensor replaced by a fresh leaf that requires a gradient."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone().requires_grad_(obj.is_floating_point())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_leaves(o) for o in obj)
-    return obj
-
-
 def backward(module: nn.Module, *args, seed: int = 0) -> tuple[list[torch.Tensor | None], list[str]]:
     """Backpropagate ``sum(module(*args) * r)`` (``r`` fixed random): ``(gradients of the input tensors on the
     CPU, names of the parameters that got no gradient)``."""
-    given = _leaves(to_device(args, module_device(module)))
+    # fresh leaves: every floating-point input tensor requires a gradient
+    given = _map(to_device(args, module_device(module)),
+                 lambda t: t.detach().clone().requires_grad_(t.is_floating_point()))
     for p in module.parameters():
         p.grad = None
     with torch.enable_grad():
@@ -212,13 +202,14 @@ def backward(module: nn.Module, *args, seed: int = 0) -> tuple[list[torch.Tensor
     return grads, [n for n, p in module.named_parameters() if p.grad is None]
 
 
-def grade_backward(g, student: nn.Module, ref: nn.Module, x: torch.Tensor, want: torch.Tensor, what: str = "x") -> None:
-    """Grade a backward pass: gradients reach ``x`` and every weight, and ``x``'s gradient equals the reference's
-    for the same random output weighting as :func:`backward` (``what`` names ``x`` in the message)."""
-    grads, dead = backward(student, x)
-    xg = x.clone().requires_grad_(True)
-    (ref(xg) * seeded(*want.shape, seed=0)).sum().backward()
-    g.test(not dead and grads and close(grads[0], xg.grad, 1e-5),
+def grade_backward(g, student: nn.Module, ref: nn.Module, *args, what: str = "x") -> None:
+    """Grade a backward pass: gradients reach the input tensors of ``args`` and every weight, and the inputs'
+    gradients equal the reference's for the same random output weighting (:func:`backward` on both modules);
+    ``what`` names the inputs in the message."""
+    grads, dead = backward(student, *args)
+    want, _ = backward(ref, *args)
+    g.test(not dead and bool(grads) and len(grads) == len(want)
+           and all(close(a, b, 1e-5) for a, b in zip(grads, want)),
            f"gradients flow back to {what} and to every weight (a backward pass matches the reference)",
            "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
                                                               if dead else ""),

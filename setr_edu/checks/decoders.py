@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.decoders import MLAHead, MLANeck, UpHead, naive_head, pup_head
-from .align import align, first_divergence
-from .compare import (DROPOUT_HINT, backward, close, diagnose, eval_outputs, randomize_, seeded, to_device)
+from .align import align, first_divergence, forward_on
+from .compare import DROPOUT_HINT, close, diagnose, eval_outputs, grade_backward, randomize_, seeded
 from .result import CheckResult, Grader
 
 KINDS = ("naive", "pup", "mla")
@@ -174,10 +174,9 @@ def stage_diagnosis(student, ref, alignment, run) -> str:
     return f"stage by stage: {done}the input of {name} differs, so look at what comes before it: {before}."
 
 
-def _cases(kind: str):
-    """Two sizes; out_size never a multiple of the token grid, so a fixed 16x upsampling cannot pass."""
-    return [dict(D=24, K=5, C=16, grid=(3, 4), out=(50, 70), seed=0),
-            dict(D=20, K=3, C=8, grid=(2, 3), out=(33, 29), seed=1)]
+# Two sizes; out_size never a multiple of the token grid, so a fixed 16x upsampling cannot pass.
+CASES = [dict(D=24, K=5, C=16, grid=(3, 4), out=(50, 70), seed=0),
+         dict(D=20, K=3, C=8, grid=(2, 3), out=(33, 29), seed=1)]
 
 
 def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> CheckResult:
@@ -192,12 +191,12 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
             g.fail(f"kind={kind!r} is not a SETR decoder: set KIND to 'naive', 'pup' or 'mla'", stop=True)
         if isinstance(student_cls, type) and issubclass(student_cls, (UpHead, MLAHead, MLANeck, MLAReference)):
             g.fail("this is setr_edu's own decoder: write your own module", stop=True)
-        c = _cases(kind)[0]
+        c = CASES[0]
         ref = randomize_(reference_head(kind, c["D"], c["K"], c["C"]), seed=c["seed"]).eval()
         student = student_cls(in_dim=c["D"], num_classes=c["K"], channels=c["C"]).eval()
         zs = [seeded(2, c["D"], *c["grid"], seed=j) for j in range(4 if kind == "mla" else 1)]
         inputs = zs if kind == "mla" else zs[0]
-        run = lambda m: m(to_device(inputs, next(m.parameters()).device), c["out"])  # noqa: E731
+        run = forward_on(inputs, c["out"])
         al = align(student, ref, run)
         sig = f"{student_cls.__name__}(in_dim={c['D']}, num_classes={c['K']}, channels={c['C']})"
         g.test(al.ok, f"{sig}: its layers were matched to the assignment's table"
@@ -238,12 +237,12 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
             where = [stage_diagnosis(student, ref, al, run), "" if bugs else al.ambiguity()]
             g.fail(f"values differ from setr_edu's SETR-{kind} decoder with the same weights",
                    (bugs or []) + [w for w in where if w] or "compare each stage with the table", stop=True)
-        c2 = _cases(kind)[1]
+        c2 = CASES[1]
         ref2 = randomize_(reference_head(kind, c2["D"], c2["K"], c2["C"]), seed=c2["seed"]).eval()
         student2 = student_cls(in_dim=c2["D"], num_classes=c2["K"], channels=c2["C"]).eval()
         zs2 = [seeded(1, c2["D"], *c2["grid"], seed=10 + j) for j in range(len(zs))]
         in2 = zs2 if kind == "mla" else zs2[0]
-        al2 = align(student2, ref2, lambda m: m(to_device(in2, next(m.parameters()).device), c2["out"]))
+        al2 = align(student2, ref2, forward_on(in2, c2["out"]))
         with torch.no_grad():
             ok2 = al2.ok and close(g.call(student2, in2, c2["out"], what="forward changes z"), ref2(in2, c2["out"]))
         g.test(ok2, f"also right for in_dim={c2['D']}, {c2['K']} classes, channels={c2['C']}, a "
@@ -257,14 +256,5 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
                "right in eval mode but not in train mode",
                "in train mode BatchNorm uses the statistics of the batch: use nn.BatchNorm2d layers and do not "
                "call F.batch_norm with training=False or switch layers to eval() inside forward")
-        grads, dead = backward(s_train, inputs, c["out"])
-        ref_in = [z.clone().requires_grad_(True) for z in zs]
-        r_out = copy.deepcopy(ref).train()(ref_in if kind == "mla" else ref_in[0], c["out"])
-        (r_out * seeded(*r_out.shape, seed=0)).sum().backward()
-        good = not dead and len(grads) == len(ref_in) and all(
-            a is not None and close(a, b.grad, 1e-5) for a, b in zip(grads, ref_in))
-        g.test(good, "gradients flow back to the input and to every weight (a backward pass matches the reference)",
-               "the backward pass differs from the reference's" + (f": no gradient reaches {', '.join(dead)}"
-                                                                  if dead else ""),
-               "do not detach tensors, use .data or torch.no_grad() inside forward: training needs the gradients")
+        grade_backward(g, s_train, copy.deepcopy(ref).train(), inputs, c["out"], what="the input")
     return g.finish()

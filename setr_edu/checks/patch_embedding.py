@@ -135,7 +135,7 @@ EMBED_AXES = {
 }
 
 
-def _embed_case(g: Grader, student_cls, p: int, C: int, D: int, seed: int):
+def _embed_case(student_cls, p: int, C: int, D: int, seed: int):
     ref = randomize_(PatchEmbedding(p, C, D), seed=seed).eval()
     student = student_cls(patch_size=p, in_chans=C, embed_dim=D).eval()
     return ref, student, _load_reference(student, ref)
@@ -152,7 +152,7 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
         (shape, p), D = CASES[0], 10
         B, C, H, W = shape
         h, w = H // p, W // p
-        ref, student, loaded = _embed_case(g, student_cls, p, C, D, seed=0)
+        ref, student, loaded = _embed_case(student_cls, p, C, D, seed=0)
         n_ref = sum(t.numel() for t in ref.parameters())
         n_stu = sum(t.numel() for t in student.parameters())
         hint = (f"Expected C*p*p*D weights + D biases = {C}*{p}*{p}*{D} + {D} = {n_ref}"
@@ -178,7 +178,7 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
                    bugs or "Check the order of the patches (row-major) and of the pixels inside a patch.", stop=True)
         good = []  # other channel counts, patch and image sizes: nothing may be hard-coded
         for (shape2, p2), D2, seed in [(CASES[1], 6, 1), (CASES[2], 7, 2)]:
-            ref2, student2, loaded2 = _embed_case(g, student_cls, p2, shape2[1], D2, seed)
+            ref2, student2, loaded2 = _embed_case(student_cls, p2, shape2[1], D2, seed)
             x2 = seeded(*shape2, seed=seed + 2)
             g.case(f"{shape2[1]} input channels, a {shape2[2]}x{shape2[3]} image, patch_size={p2}")
             with torch.no_grad():
@@ -187,7 +187,7 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
         g.test(not bad, "also right for 2 and 5 input channels, other patch and image sizes (nothing hard-coded)",
                f"right for the first case but not for {'; '.join(bad)}",
                "take C from in_chans (layers) or x.shape (forward), and H, W from x.shape")
-        grade_backward(g, student, ref, x, want, "the image")
+        grade_backward(g, student, ref, x, what="the image")
         if swapped.active:
             g.note(dependency_note("patchify", swapped, lambda: close(call_student(student, x)[0], want)))
     return g.finish()

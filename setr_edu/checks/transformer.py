@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..model.encoder import TransformerBlock, resize_pos_embed
-from .align import align, describe_params
-from .compare import (DROPOUT_HINT, grade_backward, close, diagnose, eval_outputs, is_reference, randomize_, seeded,
-                      to_device)
+from .align import align, describe_params, forward_on
+from .compare import DROPOUT_HINT, close, diagnose, eval_outputs, grade_backward, is_reference, randomize_, seeded
 from .result import CheckResult, Grader
 
 
@@ -81,8 +80,7 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
         ref = randomize_(TransformerBlock(D, heads, mlp_ratio=4.0)).eval()
         student = student_cls(dim=D, num_heads=heads, mlp_ratio=4.0).eval()
         x = seeded(2, 7, D, seed=5)
-        run = lambda m: m(to_device(x, next(m.parameters()).device))  # noqa: E731
-        al = align(student, ref, run)
+        al = align(student, ref, forward_on(x))
         g.test(al.ok and not al.missing, f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) has "
                "the layers norm1, attn (qkv, proj), norm2, mlp (fc1, fc2)",
                f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) does not have the expected layers",
@@ -115,13 +113,13 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
         ref2 = randomize_(TransformerBlock(16, 2, mlp_ratio=2.0), seed=1).eval()
         student2 = student_cls(dim=16, num_heads=2, mlp_ratio=2.0).eval()
         x2 = seeded(1, 5, 16, seed=6)
-        al2 = align(student2, ref2, lambda m: m(to_device(x2, next(m.parameters()).device)))
+        al2 = align(student2, ref2, forward_on(x2))
         with torch.no_grad():
             good = al2.ok and not al2.missing and close(g.call(student2, x2, what="forward changes x"), ref2(x2))
         g.test(good, "also right for dim=16, 2 heads, mlp_ratio=2.0 (nothing hard-coded)",
                "right for the first example but not for dim=16, num_heads=2, mlp_ratio=2.0",
                "the MLP's hidden width is int(dim * mlp_ratio); take every size from the arguments")
-        grade_backward(g, student, ref, x, want, "x")
+        grade_backward(g, student, ref, x)
     return g.finish()
 
 
