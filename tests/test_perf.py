@@ -257,8 +257,10 @@ def test_colab_recipes_state_their_expected_time_and_fit_16gb(name):
     assert t4["hours_to_first_val"] <= 1.05 and t4["hours_total"] < 8  # one Colab session
     per_gpu = r.batch_size // r.grad_accum_steps
     make = lambda: setr_edu.build_setr(r.decoder, r.encoder, num_classes=r.num_classes, img_size=r.crop_size)
-    est = estimate_training_memory(make, (per_gpu, 3, r.crop_size, r.crop_size), amp="fp16", checkpointing=True)
-    assert est.total / 2**30 < 0.6 * 16  # the estimate omits context and fragmentation: keep a wide margin
+    est = estimate_training_memory(make, (per_gpu, 3, r.crop_size, r.crop_size), amp="fp16", checkpointing=True,
+                                   grad_accum_steps=r.grad_accum_steps)
+    from setr_edu.perf.memory import GPU_MEMORY_GIB, fits
+    assert fits(est, GPU_MEMORY_GIB["T4 16 GB"])  # with the CUDA context and the allocator's headroom
 
 
 def test_expected_time_is_data_bound_when_the_loader_is_slow():
