@@ -229,9 +229,9 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None)
     Members go to a temporary folder ``dest/.extracting-<name>`` and are moved into place only after the whole
     archive was read; any failure removes that folder and raises one :class:`ArchiveError`. Refused: members that
     would land outside ``dest``, links and devices (dataset archives hold only files and folders), a corrupt
-    archive, and more than ``max_bytes`` unpacked (default: :data:`MAX_RATIO` x the archive's size, at most
-    :data:`MAX_UNPACKED_BYTES`, + 1 MiB for tiny archives; checked on the declared sizes first, then on the bytes written). A top-level
-    folder that already exists in ``dest`` is merged into (files of the same name replaced), never deleted."""
+    archive, and more than ``max_bytes`` unpacked (default: :data:`MAX_RATIO` x the archive's size + 1 MiB, at
+    most :data:`MAX_UNPACKED_BYTES`; checked on the declared sizes first, then on the bytes written). A folder
+    that already exists in ``dest`` is merged into (files of the same name replaced), never deleted."""
     archive, dest = Path(archive), Path(dest)
     if max_bytes is None:
         size = archive.stat().st_size
