@@ -151,7 +151,7 @@ def mmseg_key_map(model: SETR) -> dict[str, tuple[str | None, object]]:
 
 def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads: int | None = None,
                     aux: bool = True, strict: bool = True, **build_setr_kwargs) -> SETR:
-    """Build a setr_edu :class:`SETR` from an mmsegmentation SETR checkpoint (path or loaded dict).
+    """Build a setr_edu :class:`~setr_edu.SETR` from an mmsegmentation SETR checkpoint (path or loaded dict).
 
     Same arguments and report as :func:`setr_edu.load_official_setr`. Without ``meta['config']`` the taps are
     those of mmsegmentation's ViT-L configs: ``out_indices`` (9, 14, 19, 23) -> main Z24, aux Z10, Z15, Z20;

@@ -1,4 +1,4 @@
-"""Load a checkpoint of the official SETR code (github.com/fudan-zvg/SETR) into a setr_edu :class:`SETR`.
+"""Load a checkpoint of the official SETR code (github.com/fudan-zvg/SETR) into a setr_edu :class:`~setr_edu.SETR`.
 
 The official checkpoints are mmcv files ``{'meta', 'state_dict'}``. Their backbone already uses timm's names
 (``backbone.blocks.L.attn.qkv`` ...), which are setr_edu's too; only the heads are renamed:
@@ -97,7 +97,7 @@ def _official_key(key: str, model: SETR) -> str:
 
 def load_official_setr(path_or_state_dict, decoder: str | None = None, *, num_heads: int | None = None,
                        aux: bool = True, strict: bool = True, **build_setr_kwargs) -> SETR:
-    """Build a setr_edu :class:`SETR` from an official SETR checkpoint (a ``.pth`` path or a loaded dict).
+    """Build a setr_edu :class:`~setr_edu.SETR` from an official SETR checkpoint (a ``.pth`` path or a loaded dict).
 
     Args:
         decoder: ``"naive"``, ``"pup"`` or ``"mla"``; read from the keys when omitted (and checked when given).

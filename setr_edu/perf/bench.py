@@ -211,7 +211,7 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
     Returns ``config``, ``flops_per_image`` (``forward`` with the main head only, ``train`` with the auxiliary
     heads, forward + backward), and one row per measured variant (``train``, ``train+ckpt``, ``inference``) with
     ``images_per_s``, ``median_ms``, ``min_ms``, ``tflops`` (and ``mfu``, ``peak_memory_gib`` on CUDA), plus
-    ``estimated_memory_gib`` for each training variant (:func:`estimate_training_memory`). A variant that runs
+    ``estimated_memory_gib`` for each training variant (:func:`.estimate_training_memory`). A variant that runs
     out of GPU memory is reported as ``{"error": "out of memory"}``.
     """
     dev = resolve_device(device)
