@@ -28,7 +28,8 @@ TYPICAL_VAL = dict(ade20k=(2000, (512, 683)), cityscapes=(500, (1024, 2048)), pa
 
 
 def gpu_peak(gpu: str) -> tuple[str, float]:
-    """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in :data:`~setr_edu.perf.timing.PEAK_TFLOPS`)."""
+    """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in
+    :data:`~setr_edu.perf.timing.PEAK_TFLOPS`)."""
     amp = "bf16" if peak_tflops(gpu, "bf16") else "fp16"  # = compute capability >= 8.0 for the GPUs in the table
     peak = peak_tflops(gpu, amp)
     if peak is None:
