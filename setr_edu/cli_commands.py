@@ -2,6 +2,8 @@
 the arguments (``args``, an ``argparse.Namespace``). Each ``cmd_*`` returns the exit status; a mistake raises
 (``ValueError``, ``FileNotFoundError``, ...) and :func:`setr_edu.cli.main` turns it into one line and status 2.
 
+::
+
     train    a recipe -> engine.trainer.Trainer.fit (resumable; prints the command that resumes on Ctrl-C)
     eval     a checkpoint (or a released SETR model) -> mIoU on the validation set (engine.inference.evaluate)
     predict  a checkpoint + image files -> colourised PNGs (engine.inference.predict)

@@ -11,6 +11,8 @@ mmsegmentation's re-implementation). Which test protocol produced the README num
 so none is verified yet (mmsegmentation's file names carry the first 8 hex digits of the SHA-256, which
 :func:`setr_edu.model.pretrained.verify_file` checks). The URLs were copied from the two READMEs, not fetched.
 
+::
+
     python -m setr_edu eval --checkpoint official:ade20k_pup --data-root data/ade20k --protocol single
 """
 from __future__ import annotations

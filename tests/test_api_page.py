@@ -279,6 +279,15 @@ def test_every_entry_rendered_into_the_built_inventory():
     assert not absent, f"entries of book/api.md that rendered nothing in the built book: {absent}"
 
 
+def test_no_docstring_example_renders_as_reflowed_prose():
+    """An indented block after a paragraph that does not end in ``::`` is a block quote in reST: a command example
+    then renders as one reflowed paragraph with ``--`` turned into a dash."""
+    built()
+    html = (SITE / "book" / "api.html").read_text(encoding="utf-8")
+    quotes = [re.sub(r"<[^>]+>", "", q).strip()[:80] for q in re.findall(r"<blockquote>(.*?)</blockquote>", html, re.S)]
+    assert not quotes, f"docstring blocks rendered as reflowed quotes (end the paragraph before with ::): {quotes}"
+
+
 def test_every_command_line_option_is_on_the_built_page():
     built()
     html = (SITE / "book" / "api.html").read_text(encoding="utf-8")

@@ -1,5 +1,7 @@
 """Grade a folder of submitted assignment notebooks into a CSV of scores.
 
+::
+
     python -m setr_edu grade SUBMISSIONS_DIR --out scores.csv [--timeout 600] [--profile cpu] [--executed DIR]
 
 Layout: ``SUBMISSIONS_DIR/<student>/<any name>.ipynb`` (one folder per student, as most LMS exports give), or

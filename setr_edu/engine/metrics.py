@@ -65,7 +65,7 @@ class SegmentationMetric:
     """Dataset-level mIoU / mAcc / aAcc, accumulated over ``update`` calls.
 
     Args:
-        num_classes: K.
+        num_classes: the number of classes K.
         ignore_index: the label value to skip (255).
         class_names: optional names for :meth:`report`.
         device: where the confusion matrix lives (the rank's GPU for :meth:`all_reduce` with NCCL).
