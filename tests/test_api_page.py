@@ -57,14 +57,20 @@ def resolve(dotted: str) -> tuple[object, str] | None:
     property, classmethod or staticmethod. None when the name does not exist."""
     parts = dotted.split(".")
     obj, kept = importlib.import_module(parts[0]), [parts[0]]
-    for part in parts[1:]:
+    for i, part in enumerate(parts[1:], 2):
         if part.startswith("_"):
             break
         if isinstance(obj, types.ModuleType):
             try:
-                obj = _member(obj, part)
+                attr = _member(obj, part)
             except ImportError:
                 return None
+            if i < len(parts) and not isinstance(attr, types.ModuleType) and not hasattr(attr, parts[i]):
+                try:  # a package attribute that shadows its submodule: setr_edu.data.prepare.prepare
+                    attr = importlib.import_module(f"{obj.__name__}.{part}")
+                except ImportError:
+                    pass
+            obj = attr
         elif inspect.isclass(obj):
             try:
                 attr = _member(obj, part)
@@ -98,8 +104,7 @@ def used_names(text: str) -> set[str]:
             if found and isinstance(found[0], types.ModuleType):  # module attributes used as alias.attr
                 alias = alias.strip() or name.strip()
                 for a in re.finditer(rf"(?<![\w.]){re.escape(alias)}\.([A-Za-z]\w*)", text):
-                    if hasattr(found[0], a.group(1)):
-                        names.add(f"{full}.{a.group(1)}")
+                    names.add(f"{full}.{a.group(1)}")  # one that does not exist is reported as such
     return names
 
 
@@ -130,7 +135,7 @@ def documented(page: str) -> tuple[dict[int, str], list[str]]:
         objs[id(obj)] = name
 
     for kind, name, members in entries(page):
-        found = resolve(name)
+        found = (importlib.import_module(name), name) if kind == "module" else resolve(name)
         if found is None or found[1] != name:
             problems.append(f"the page documents {name}, which does not exist")
             continue
