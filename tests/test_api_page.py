@@ -264,6 +264,21 @@ def test_every_parser_has_an_argparse_directive():
         assert f".. argparse::\n   :module: {module}\n   :func: build_parser\n   :prog: {prog}\n" in page, module
 
 
+def test_replaced_help_texts_match_the_parser():
+    """``--protocol``'s help is restated on the page (as reST, its ``*_MS.py`` would start emphasis): same words."""
+    from setr_edu.cli import build_parser
+
+    page = API.read_text(encoding="utf-8")
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    replaced = re.findall(r"^      (\S+) : @replace\n((?:         .*\n|\n)+)", page, re.M)
+    assert len(replaced) == 2
+    for option, text in replaced:
+        command = page[:page.index(f"      {option} : @replace\n" + text)].rstrip().splitlines()[-1].strip()
+        action = next(a for a in subparsers.choices[command]._actions if option in a.option_strings)
+        words = " ".join(text.replace("``", "").split())
+        assert words == f"Possible choices: {', '.join(action.choices)} {' '.join(action.help.split())}", command
+
+
 # --- the built page (CI builds the book before pytest) ------------------------------------------------------
 def built() -> Path:
     inv = SITE / "objects.inv"
