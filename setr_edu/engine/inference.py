@@ -148,6 +148,7 @@ def protocol_sizes(h: int, w: int, protocol: str, crop: int,
     return sorted({scaled_size(h, w, s, min_size) for s in scales})
 
 
+#: The evaluation conventions, named after the code a checkpoint comes from (see :func:`convention`).
 CONVENTIONS = ("official", "mmseg")
 
 
