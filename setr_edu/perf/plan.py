@@ -24,14 +24,15 @@ import functools
 from ..recipes import Recipe
 from .timing import PEAK_TFLOPS, peak_tflops
 
+ASSUMED_HFU = 0.25  # fraction of the peak the GPU sustains on the FLOPs it executes (assumed, unverified)
 # Validation images and their typical size after the test resize (ADE20K: short side 512 of a 4:3 photo;
 # Cityscapes: 1024 x 2048; Pascal Context: short side 520): approximations for the sliding-window count.
-ASSUMED_HFU = 0.25  # fraction of the peak the GPU sustains on the FLOPs it executes (assumed, unverified)
 TYPICAL_VAL = dict(ade20k=(2000, (512, 683)), cityscapes=(500, (1024, 2048)), pascal_context=(5105, (520, 693)))
 
 
 def gpu_peak(gpu: str) -> tuple[str, float]:
-    """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in :data:`PEAK_TFLOPS`)."""
+    """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in
+    :data:`~setr_edu.perf.timing.PEAK_TFLOPS`)."""
     amp = "bf16" if peak_tflops(gpu, "bf16") else "fp16"  # = compute capability >= 8.0 for the GPUs in the table
     peak = peak_tflops(gpu, amp)
     if peak is None:
