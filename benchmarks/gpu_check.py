@@ -47,7 +47,7 @@ import torch
 import setr_edu
 from setr_edu.engine.inference import predict, slide_inference
 from setr_edu.perf.bench import _device_name, _peak, _versions, setr_train_step
-from setr_edu.perf.fastpaths import resolve_amp
+from setr_edu.engine.amp import resolve_amp
 from setr_edu.perf.flops import train_flops
 from setr_edu.perf.memory import GiB, estimate_training_memory, fits
 from setr_edu.perf.timing import mfu, synchronize
