@@ -1,11 +1,19 @@
-"""Every notebook with a Colab branch runs it here, under the ci profile, with a stand-in ``google.colab``.
+"""Every notebook runs as on Colab, from an empty folder, under the ci profile, with a stand-in ``google.colab``;
+and the generated setup cell does the right thing there.
 
-The stand-in is a namespace package put on the kernel's ``PYTHONPATH`` and imported by an IPython startup file, so
-``"google.colab" in sys.modules`` holds from the first cell, as on Colab. ``drive.mount(mountpoint)`` makes the
-mount point a symbolic link to a temporary folder (the reader's "Drive") and records the call;
-``output.enable_custom_widget_manager()`` does nothing. Chapter 12 is run twice: without a dataset (it must say
-what to run and skip) and with a small fake ADE20K zip on "Drive" (it must unpack it to local disk, train the
-Colab recipe at toy scale into Drive and draw the curves).
+Colab opens a notebook alone (from GitHub): no repository around it, only what the setup cell installs. So each of
+the 28 notebooks (16 chapters, 6 instructor and 6 student assignments) is executed in its own kernel whose working
+folder is a new empty temporary folder and whose ``setr_edu`` is the project's *wheel* (built from pyproject.toml,
+unpacked into a site folder first on the kernel's path): a notebook that reads a repository file, or package data
+the wheel lacks, fails here. The stand-in ``google.colab`` is a namespace package on the kernel's ``PYTHONPATH``
+imported by an IPython startup file, so ``"google.colab" in sys.modules`` holds from the first cell, as on Colab
+(the setup cell takes its Colab branch: a setr-edu installed from a wheel is kept, no network). ``drive.mount``
+makes the mount point a symbolic link to a temporary folder (the reader's "Drive") and records the call;
+``output.enable_custom_widget_manager()`` does nothing. Chapter 12 also runs with a small fake ADE20K zip on
+"Drive" (it must unpack it to local disk, train the Colab recipe at toy scale into Drive and draw the curves).
+
+Cost: this executes every notebook a second time (nbval executes them from the repository under ci); measured
+in the report of issue 20, item 1.
 """
 from __future__ import annotations
 
@@ -53,29 +61,45 @@ STUB = {
             print(f"Mounted at {mountpoint}")
         '''),
 }
-# IPython startup: Colab has google.colab imported before the first cell. The fake zip is not the real ADE20K,
-# so its md5 check is switched off here (the real check is tested in tests/test_data*.py).
-STARTUP = textwrap.dedent('''\
-    import google.colab
-    import setr_edu.data.download as _download
-    _download.verify = lambda *args, **kwargs: None
-    ''')
+STARTUP = "import google.colab  # on Colab it is imported before the first cell\n"
+# The fake zip is not the real ADE20K, so its md5 check is switched off there (tested in tests/test_data*.py).
+NO_MD5 = "import setr_edu.data.download as _download\n_download.verify = lambda *args, **kwargs: None\n"
+
+CHAPTERS = sorted(BOOK.glob("ch*.ipynb"))
+INSTRUCTOR = sorted((BOOK / "assignments").glob("a*.ipynb"))
+STUDENT = sorted((BOOK / "assignments" / "student").glob("a*.ipynb"))
+NOTEBOOKS = CHAPTERS + INSTRUCTOR + STUDENT
+# Chapters known to fail here, with the fix they wait for (strict: the test says when one starts to pass).
+KNOWN = {"ch16_released_weights": "reads ../tests/fixtures/official-setr: use setr_edu.convert.official_stand_ins()"}
 
 
-def colab_notebooks() -> list[Path]:
-    """Notebooks with a Colab branch besides the generated setup cell."""
-    found = []
-    for path in sorted(BOOK.glob("ch*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        code = [c.source for c in nb.cells if c.cell_type == "code"][1:]  # [0] is the generated setup cell
-        if any("google.colab" in s or "IN_COLAB" in s for s in code):
-            found.append(path)
-    return found
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A site folder holding exactly what ``pip install setr-edu`` installs: the project's wheel, unpacked."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"  # a copy, so that building writes nothing into the repository
+    shutil.copytree(ROOT / "setr_edu", src / "setr_edu", ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / f, src / f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(tmp / "dist"), str(src)], check=True, capture_output=True,
+                   env={**env, "PIP_CONFIG_FILE": os.devnull})
+    site = tmp / "site"
+    with zipfile.ZipFile(next((tmp / "dist").glob("setr_edu-*.whl"))) as z:
+        z.extractall(site)
+    return site
+
+
+def test_the_wheel_carries_the_package_data(installed):
+    names = {p.name for p in (installed / "setr_edu" / "convert" / "official_setr").iterdir()}
+    assert {f"{v}{s}" for v in ("naive", "pup", "mla", "pup_deit") for s in (".pth", "_io.pt")} <= names
 
 
 @pytest.fixture
-def colab(tmp_path, monkeypatch):
-    """Environment for a kernel that believes it runs on Colab; yields the fake Drive folder."""
+def colab(tmp_path, installed):
+    """Environment for a kernel that believes it runs on Colab, with only the installed package; yields it (the
+    fake Drive folder is ``env["SETR_EDU_FAKE_DRIVE"]``)."""
     if CONTENT.exists():
         pytest.skip(f"{CONTENT} exists on this machine (a real Colab?); the fake Drive would clash with it")
     stub = tmp_path / "stub"
@@ -85,28 +109,56 @@ def colab(tmp_path, monkeypatch):
     startup = tmp_path / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
     (startup / "00-colab.py").write_text(STARTUP)
-    drive = tmp_path / "drive"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(stub), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.setenv("SETR_EDU_FAKE_DRIVE", str(drive))
-    monkeypatch.setenv("SETR_EDU_PROFILE", "ci")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SETR_EDU_PROFILE")}
+    env.update(PYTHONPATH=os.pathsep.join([str(stub), str(installed)]), IPYTHONDIR=str(tmp_path / "ipython"),
+               SETR_EDU_FAKE_DRIVE=str(tmp_path / "drive"), SETR_EDU_PROFILE="ci", MPLBACKEND="Agg")
     try:
-        yield drive
+        yield env
     finally:
         shutil.rmtree(CONTENT, ignore_errors=True)
 
 
-def run(path: Path, workdir: Path) -> str:
-    """Execute a copy of the notebook in ``workdir``; return all its text output."""
+WHERE = "import setr_edu, os; print('SETR_EDU_FROM', setr_edu.__file__, 'CWD', os.getcwd())"
+
+
+def run(path: Path, workdir: Path, env: dict, allow_errors: bool = False) -> tuple[str, list[str]]:
+    """Execute a copy of the notebook in ``workdir`` (created empty); return its text output and error names.
+
+    A last cell prints where ``setr_edu`` came from and the working folder (the caller checks both)."""
     nb = nbformat.read(path, as_version=4)
-    workdir.mkdir(parents=True, exist_ok=True)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
-    texts = []
+    nb.cells.append(nbformat.v4.new_code_cell(WHERE))
+    workdir.mkdir(parents=True)
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
+    texts, errors = [], []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             texts.append(out.get("text", "") or "".join(out.get("data", {}).get("text/plain", "")))
-    return "\n".join(texts)
+            if out.get("output_type") == "error":
+                errors.append(out["ename"])
+    return "\n".join(texts), errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(BOOK).with_suffix("").as_posix())
+def test_every_notebook_runs_on_colab_from_an_empty_folder(colab, tmp_path, path, request):
+    if path.stem in KNOWN and path in CHAPTERS:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN[path.stem], strict=True))
+    student = path in STUDENT
+    text, errors = run(path, tmp_path / "work", colab, allow_errors=student)
+    if student:  # stops only where the student has to write code
+        assert errors and set(errors) == {"NotImplementedError"}, errors
+    where = text.split("SETR_EDU_FROM ")[-1].split()
+    assert Path(where[0]).is_relative_to(colab["PYTHONPATH"].split(os.pathsep)[1]), where  # the installed wheel
+    assert Path(where[2]) == tmp_path / "work"
+    drive = Path(colab["SETR_EDU_FAKE_DRIVE"])
+    mounts = (drive / "mounts.jsonl").read_text().split() if (drive / "mounts.jsonl").exists() else []
+    if path.stem.startswith("ch12"):  # mounts Drive, finds no dataset, says what to run and skips
+        assert mounts == [json.dumps("/content/drive")]
+        assert "No ADE20K in /content/data/ade20k: skipped" in text
+        assert "python -m setr_edu data ade20k --root /content/data/ade20k --archive " \
+               "/content/drive/MyDrive/setr-edu/ADEChallengeData2016.zip" in text
+    else:
+        assert mounts == []
 
 
 def fake_ade20k_zip(dest: Path, size=(64, 80)) -> None:
@@ -125,26 +177,12 @@ def fake_ade20k_zip(dest: Path, size=(64, 80)) -> None:
                     tmp.unlink()
 
 
-def test_the_notebooks_with_a_colab_branch_are_found():
-    assert BOOK / "ch12_gpu_training.ipynb" in colab_notebooks()
-
-
-@pytest.mark.parametrize("path", colab_notebooks(), ids=lambda p: p.stem)
-def test_colab_branch_without_a_dataset(colab, tmp_path, path):
-    text = run(path, tmp_path / "work")
-    mounts = (colab / "mounts.jsonl").read_text().split() if (colab / "mounts.jsonl").exists() else []
-    if path.stem.startswith("ch12"):
-        assert mounts == [json.dumps("/content/drive")]
-        assert "No ADE20K in /content/data/ade20k: skipped" in text
-        assert "python -m setr_edu data ade20k --root /content/data/ade20k --archive " \
-               "/content/drive/MyDrive/setr-edu/ADEChallengeData2016.zip" in text
-
-
 def test_ch12_on_colab_with_the_zip_on_drive_trains_into_drive(colab, tmp_path):
-    store = colab / "MyDrive" / "setr-edu"
+    (Path(colab["IPYTHONDIR"]) / "profile_default" / "startup" / "01-no-md5.py").write_text(NO_MD5)
+    store = Path(colab["SETR_EDU_FAKE_DRIVE"]) / "MyDrive" / "setr-edu"
     store.mkdir(parents=True)
     fake_ade20k_zip(store / "ADEChallengeData2016.zip")
-    text = run(BOOK / "ch12_gpu_training.ipynb", tmp_path / "work")
+    text, _ = run(BOOK / "ch12_gpu_training.ipynb", tmp_path / "work", colab)
     assert "reusing /content/drive/MyDrive/setr-edu/ADEChallengeData2016.zip" in text
     assert (CONTENT / "data" / "ade20k" / "ADEChallengeData2016" / "images" / "validation").is_dir()
     run_dir = store / "ade20k_pup_colab"  # checkpoints and log on Drive
@@ -155,9 +193,10 @@ def test_ch12_on_colab_with_the_zip_on_drive_trains_into_drive(colab, tmp_path):
 
 # --- the generated setup cell on Colab (sync_notebooks.setup_source) ----------------------------------------------
 # Runs the setup cell (argv[1]) with the site folder argv[3] first on sys.path. The site holds an already imported
-# package "fakepkg" and, unless the scenario says "fresh", setr-edu's metadata installed from git at commit OLD
-# (or from a wheel: "wheel"), and a light stand-in for the setr_edu package. A fake `git ls-remote` answers NEW (or fails: "offline"); a fake pip installs
-# setr-edu at the commit it is given (and, for "bumps", a new fakepkg; for "pipfails", nothing).
+# package "fakepkg", a light stand-in for the setr_edu package and, unless the scenario says "fresh", setr-edu's
+# metadata installed from git at commit OLD (or from a wheel: "wheel"). A fake `git ls-remote` answers NEW (or
+# fails: "offline"); a fake pip installs setr-edu at the commit it is given (and, for "bumps", a new fakepkg; for
+# "pipfails", nothing).
 SETUP_HARNESS = """
 import json, pathlib, subprocess, sys, types
 cell, scenario, site = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
