@@ -17,14 +17,15 @@ github.com/fudan-zvg/SETR where they differ from the paper's text; each such rec
 the same batches as 8 V100s.
 
 A recipe file (``.json``, ``.yaml``/``.yml`` or ``.py`` defining ``RECIPE = {...}`` or ``RECIPE = Recipe(...)``)
-holds any subset of the fields, plus an optional ``"base": "<named recipe>"`` to start from.
+holds any subset of the fields, plus an optional ``"base": "<named recipe>"`` to start from. Recipe files, and the
+recipes stored in checkpoints, are read as data: a ``.py`` file is parsed, never run, and ``base`` names a named
+recipe, never a file.
 """
 from __future__ import annotations
 
 import ast
 import difflib
 import json
-import runpy
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -123,7 +124,7 @@ class Recipe:
         d = dict(d)
         start = base if base is not None else cls()
         if "base" in d:
-            start = get_recipe(d.pop("base"))
+            start = named_recipe(d.pop("base"))
         for k in d:
             _check_key(k)
         return replace(start, **{k: _coerce(k, v) for k, v in d.items()}).validate()
@@ -239,7 +240,7 @@ def apply_overrides(recipe: Recipe, overrides: typing.Iterable[str]) -> Recipe:
 # --- named recipes (setr_edu/named_recipes.py: the paper's, Colab-sized, -DeiT and synthetic) ------------------
 # Imported here, below Recipe, because named_recipes builds Recipes; re-exported so that
 # ``from setr_edu.recipes import paper_recipe`` keeps working.
-from .named_recipes import (  # noqa: E402
+from .named_recipes import (  # noqa: E402, F401
     NAMED_RECIPES,
     colab_recipe,
     official_ms_ratios,
@@ -263,9 +264,7 @@ def load_recipe_file(path: str | Path) -> Recipe:
 
         data = yaml.safe_load(path.read_text()) or {}
     elif path.suffix == ".py":
-        data = runpy.run_path(str(path)).get("RECIPE")
-        if data is None:
-            raise ValueError(f"{path} must define RECIPE = {{...}} or RECIPE = Recipe(...)")
+        data = _literal_recipe(path)
     else:
         raise ValueError(f"recipe file {path} must end in .json, .yaml, .yml or .py")
     if isinstance(data, Recipe):
@@ -273,6 +272,44 @@ def load_recipe_file(path: str | Path) -> Recipe:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of recipe keys, got {type(data).__name__}")
     return Recipe.from_dict(data)
+
+
+def named_recipe(name) -> Recipe:
+    """The named recipe ``name`` (what ``"base"`` in a recipe file or a stored recipe may name: never a file)."""
+    if not isinstance(name, str) or name not in NAMED_RECIPES:
+        close = difflib.get_close_matches(str(name), list_recipes(), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"'base' must name a named recipe (python -m setr_edu recipes), not {str(name)[:80]!r}; "
+                         f"files are never loaded from inside a recipe.{hint}")
+    return NAMED_RECIPES[name]()
+
+
+def _literal_recipe(path: Path) -> dict:
+    """``RECIPE = {...}``, ``dict(...)`` or ``Recipe(...)`` of a ``.py`` recipe file, read as data with
+    ``ast.literal_eval``: nothing in the file is run, so it may hold only literal values."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as err:
+        raise ValueError(f"{path}: not valid Python ({err.msg}, line {err.lineno})") from None
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["RECIPE"]:
+            found.append(node.value)
+        elif not isinstance(node, (ast.Import, ast.ImportFrom)) and not (
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # imports, docstrings
+            raise ValueError(f"{path}, line {node.lineno}: a recipe file may hold only RECIPE = {{...}} (and imports, "
+                             f"comments); it is read as data, never run")
+    if not found:
+        raise ValueError(f"{path} must define RECIPE = {{...}}, dict(...) or Recipe(...)")
+    value = found[-1]
+    try:
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("dict", "Recipe") \
+                and not value.args and all(kw.arg for kw in value.keywords):
+            return {kw.arg: ast.literal_eval(kw.value) for kw in value.keywords}
+        return ast.literal_eval(value)
+    except ValueError:
+        raise ValueError(f"{path}: RECIPE must hold literal values only (numbers, strings, lists, tuples, dicts, "
+                         f"True/False/None; line {value.lineno}); recipe files are read as data, never run") from None
 
 
 def get_recipe(name_or_path: str | Recipe, overrides: typing.Iterable[str] = ()) -> Recipe:

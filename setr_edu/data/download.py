@@ -15,7 +15,6 @@ Drive): reused when it is there, downloaded there otherwise, copied to local dis
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -26,6 +25,8 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..io import file_digest  # noqa: F401  (re-exported: setr_edu.data.download.file_digest)
 
 
 class ChecksumError(RuntimeError):
@@ -86,15 +87,6 @@ def instructions(dataset: str, root: str | Path = "<root>") -> str:
     r = ADE20K_ZIP  # only the ADE20K text has {placeholders}
     text = INSTRUCTIONS[dataset].format(url=r.url, size=r.size_hint, md5=r.md5) if dataset == "ade20k" else INSTRUCTIONS[dataset]
     return text.replace("<root>", str(root))
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
-    """Hex digest of a file, read in chunks (works for multi-GB archives)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: str | Path, md5: str | None = None, sha256: str | None = None) -> None:
