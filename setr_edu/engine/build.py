@@ -79,7 +79,7 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
                                                            split=s, **recipe.synthetic)) for s in splits)
     root = check_data_root(recipe)
     from ..data import datasets as D
-    from ..data.transforms import test_pipeline, train_pipeline
+    from ..data.pipelines import test_pipeline, train_pipeline
 
     cls = dict(ade20k="ADE20K", cityscapes="Cityscapes", pascal_context="PascalContext", folder="FolderDataset")
     dataset_cls = getattr(D, cls[recipe.dataset])
