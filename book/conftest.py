@@ -19,14 +19,10 @@ import tempfile  # noqa: E402
 
 import nbval.plugin as _nbval  # noqa: E402
 
-# Notebooks that still read the repository (each with the change that will let it run alone).
-REPOSITORY_FOLDER = {"ch16_released_weights.ipynb": "FIXTURES = setr_edu.convert.official_stand_ins()"}
 _setup, _teardown = _nbval.IPyNbFile.setup, _nbval.IPyNbFile.teardown
 
 
 def _setup_in_an_empty_folder(self):
-    if self.fspath.basename in REPOSITORY_FOLDER:
-        return _setup(self)
     kernel, self.empty_folder = _nbval.RunningKernel, tempfile.mkdtemp(prefix="setr_edu_nbval_")
     _nbval.RunningKernel = lambda name, cwd=None, **kw: kernel(name, cwd=self.empty_folder, **kw)
     try:

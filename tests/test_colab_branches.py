@@ -73,8 +73,6 @@ CHAPTERS = sorted(BOOK.glob("ch*.ipynb"))
 INSTRUCTOR = sorted((BOOK / "assignments").glob("a*.ipynb"))
 STUDENT = sorted((BOOK / "assignments" / "student").glob("a*.ipynb"))
 NOTEBOOKS = CHAPTERS + INSTRUCTOR + STUDENT
-# Chapters known to fail here, with the fix they wait for (strict: the test says when one starts to pass).
-KNOWN = {"ch16_released_weights": "reads ../tests/fixtures/official-setr: use setr_edu.convert.official_stand_ins()"}
 ALWAYS = ("ch12_gpu_training", "ch16_released_weights")  # run here in every test run (the others: see above)
 
 
@@ -160,11 +158,9 @@ def run(path: Path, workdir: Path, env: dict, allow_errors: bool = False) -> tup
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(BOOK).with_suffix("").as_posix())
-def test_every_notebook_runs_on_colab_from_an_empty_folder(colab, tmp_path, path, request):
+def test_every_notebook_runs_on_colab_from_an_empty_folder(colab, tmp_path, path):
     if path.stem not in ALWAYS and not os.environ.get("SETR_EDU_COLAB_ALL"):
         pytest.skip("nbval runs it from an empty folder; SETR_EDU_COLAB_ALL=1 runs it here too")
-    if path.stem in KNOWN and path in CHAPTERS:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN[path.stem], strict=True))
     student = path in STUDENT
     text, errors = run(path, tmp_path / "work", colab, allow_errors=student)
     if student:  # stops only where the student has to write code
