@@ -147,8 +147,14 @@ def grade_part(assignment: str, part: str, state: Path, fd: int, threads: int) -
     if not problems:
         tampered = [k for k, v in _snapshot().items() if snap.get(k, v) != v]
         if not tampered:
-            result = eval(call, {**ns, **reference})  # the graders from this process, never the notebook's
-            tampered = [k for k, v in _snapshot().items() if snap.get(k, v) != v]
+            try:
+                result = eval(call, {**ns, **reference})  # the graders from this process, never the notebook's
+            finally:
+                tampered = [k for k, v in _snapshot().items() if snap.get(k, v) != v]
+                if tampered:
+                    os.write(fd, json.dumps({"tampered": ".".join(tampered[0])}).encode())
+            if tampered:
+                return
             msg["result"] = result.to_json()
             msg["report"] = result.report()
         if tampered:
@@ -229,7 +235,7 @@ def notebook_status(o: Outcome, logged: list[dict], limit: float) -> str:
     if o.code == 0:
         return "ok"
     where = f" in cell {last}" if last is not None and not finished else " after the last cell"
-    return f"stopped{where}: {o.describe()}"
+    return f"stopped{where}: {o.describe().removeprefix('stopped: ')}"
 
 
 def part_entry(o: Outcome, data: bytes, limit: float) -> dict:
@@ -296,7 +302,8 @@ def main() -> int:
                 if chunk:
                     continue
                 os.close(r)
-                os.waitpid(pid, 0)
+                with contextlib.suppress(ChildProcessError):  # reaped already by a clean-up below
+                    os.waitpid(pid, 0)
                 del running[pid]
                 live = {p for p in running}
                 for child in _orphans(live):  # left by a supervisor that was killed

@@ -287,7 +287,10 @@ def run_forked(target, scratch: Path, limits: Limits, abi: int, log: Path, keep_
             except OSError:
                 pass
             kill_descendants(pid)
-            os.waitpid(pid, 0)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # reaped by kill_descendants
+                pass
             break
         time.sleep(0.02)
     kill_descendants()
