@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
@@ -288,14 +287,12 @@ def main(argv=None) -> int:
 
 def run(tasks: list[dict], notebooks: dict, args, out: Appender) -> int:
     """Start the grading process, append each result as it arrives; the number of notebooks graded."""
-    import setr_edu
-
     cpus = len(os.sched_getaffinity(0))
     config = dict(timeout=args.timeout, check_timeout=args.check_timeout, profile=args.profile, jobs=args.jobs,
                   threads=max(1, cpus // max(1, args.jobs)), memory_mb=args.memory_mb,
                   processes=args.processes, fence=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(Path(setr_edu.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     errlog = tempfile.NamedTemporaryFile("w+", prefix="setr-grade-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "setr_edu.checks.runner"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=errlog, env=env, start_new_session=True, text=True)

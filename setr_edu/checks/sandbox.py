@@ -13,10 +13,11 @@ What :func:`confine` applies, and what it cannot:
   per user by the kernel; it does not bind root, so the parent also counts the child's processes and stops it
   past the limit).
 - Landlock (Linux >= 5.13, unprivileged; https://docs.kernel.org/userspace-api/landlock.html): writes only in the
-  scratch folder (and /dev for /dev/null and shared memory), reads only of system and Python folders, the
-  setr_edu package and the scratch folder (not of other submissions, the scores or the instructor notebooks), no TCP (ABI 4), no signals to and no abstract unix
-  sockets of processes outside the sandbox (ABI 6). Without Landlock (older kernels, macOS, some containers) a
-  submission can read and write whatever the grading user can: :func:`landlock_abi` says which case holds.
+  scratch folder (and /dev for /dev/null and shared memory); reads only of system and Python folders, the
+  setr_edu package and the scratch folder (not of other submissions, the scores or the instructor notebooks);
+  no TCP (ABI 4); no signals to, and no abstract unix sockets of, processes outside the sandbox (ABI 6).
+  Without Landlock (older kernels, macOS, some containers) a submission can read and write whatever the grading
+  user can: :func:`landlock_abi` says which case holds.
 - As root: every capability is dropped (bounding set included, so an ``execve`` cannot give them back).
 """
 from __future__ import annotations
@@ -85,11 +86,9 @@ def readable_roots() -> list[str]:
     """Folders a submission may read: the system's, Python's (interpreter, standard library, site-packages) and
     the setr_edu package itself. Not the current folder, nor the repository around setr_edu (an editable install
     puts it on sys.path; it holds the instructor notebooks with the solutions)."""
-    import setr_edu
-
     roots = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/opt",
              sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-             os.path.dirname(os.path.realpath(setr_edu.__file__))]
+             str(Path(__file__).resolve().parents[1])]  # setr_edu/
     try:
         roots += site.getsitepackages() + [site.getusersitepackages()]
     except AttributeError:  # virtualenv's old site.py
