@@ -275,7 +275,14 @@ def main() -> int:
     checks_namespace()  # every grader
 
     become_subreaper()
-    signal.signal(signal.SIGTERM, lambda *_: (kill_descendants(), os._exit(143)))
+    tempfile.tempdir = tempfile.mkdtemp(prefix="setr-grade-")  # every scratch folder goes in here
+
+    def stop(*_):  # the parent was interrupted: leave no process and no scratch folder behind
+        kill_descendants()
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     cfg = dict(spec["config"], landlock=landlock_abi() if spec["config"]["fence"] else 0)
     print(json.dumps({"ready": True, "landlock": cfg["landlock"]}), flush=True)
@@ -289,6 +296,7 @@ def main() -> int:
                 code = 0
                 try:
                     os.close(r)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     supervise(task, cfg, w)
                 except BaseException:  # noqa: BLE001
                     import traceback
@@ -320,6 +328,7 @@ def main() -> int:
                 except ValueError:
                     result = {"error": "the grading process of this notebook died before it finished"}
                 print(json.dumps({"id": task["id"], **result}), flush=True)
+    shutil.rmtree(tempfile.tempdir, ignore_errors=True)
     return 0
 
 
