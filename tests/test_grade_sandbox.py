@@ -218,3 +218,25 @@ def test_hostile_submissions_are_contained_honest_grades_kept_and_an_interrupt_l
     assert zoe["notebook_status"].startswith("timeout: cell 1") and "rename" not in zoe["feedback"]
     assert "not defined yet when the notebook stopped" in zoe["feedback"]
     assert time.monotonic() - t0 < 16 + 40  # the budget, plus starting the grading process on a busy machine
+
+
+def test_rerun_keeps_complete_rows_only(tmp_path):
+    """A rerun skips notebooks whose rows are complete; rows cut short (a part missing, the grading process
+    died) are dropped and graded again; a CSV of another format is kept aside, never overwritten."""
+    out = tmp_path / "scores.csv"
+    row = dict.fromkeys(grade.COLUMNS, "")
+
+    def rows(nb, parts, status="ok"):
+        return [dict(row, student=nb, notebook=nb, assignment="A5", part=p, notebook_status=status)
+                for p in parts]
+
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=grade.COLUMNS)
+        w.writeheader()
+        w.writerows(rows("a", ["confusion_matrix", "iou", "miou"]) + rows("b", ["confusion_matrix"])
+                    + rows("c", ["confusion_matrix", "iou", "miou"], grade.DIED + " before it finished"))
+    assert list(grade.previous(out, regrade=False)) == ["a"]
+    assert [r["notebook"] for r in csv.DictReader(out.open())] == ["a"] * 3
+    out.write_text("student,score\nalice,3\n")
+    assert grade.previous(out, regrade=False) == {} and not out.exists()
+    assert (tmp_path / "scores.csv.old").read_text() == "student,score\nalice,3\n"

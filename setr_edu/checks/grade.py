@@ -40,6 +40,7 @@ from .assignments import ASSIGNMENTS, Assignment
 COLUMNS = ["student", "notebook", "assignment", "part", "score", "max_score", "passed", "status",
            "notebook_status", "feedback", "notebook_sha256"]
 GRADER_TAG = "setr-edu-grader"  # marks the cells the grading command appends
+DIED = "the grading process of this notebook died"  # a notebook_status that a rerun grades again
 
 
 def find_notebooks(root: Path) -> list[Path]:
@@ -67,12 +68,10 @@ def identify(path: Path, nb=None, text: str = "") -> str | None:
 
 
 def official_source(a: Assignment) -> list[str]:
-    """The cells the grading command appends: one ``run_official`` call per part."""
-    cells = []
-    for p in a.parts:
-        cells.append("import setr_edu.checks as _setr_checks\n"
-                     f"_setr_checks.run_official({a.id!r}, {p.name!r}, {p.call!r}, lambda: _setr_checks.{p.call})")
-    return cells
+    """The cells appended to an executed notebook, one per part: the call the grading command made (in a fresh
+    process; the cell's output is that part's report)."""
+    return [f"# graded by python -m setr_edu grade, in a fresh process\nimport setr_edu.checks as _setr_checks\n"
+            f"_setr_checks.{p.call}" for p in a.parts]
 
 
 FEEDBACK_CHARS = 600
@@ -146,7 +145,7 @@ def executed_notebook(nb, aid: str, result: dict):
         e = logged.get(i)
         if e and e.get("output"):
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=str(e["output"])))
-    for src, p in zip(official_source(ASSIGNMENTS[aid]), ASSIGNMENTS[aid].parts):
+    for src, p in zip(official_source(ASSIGNMENTS[aid]), ASSIGNMENTS[aid].parts, strict=True):
         e = result.get("parts", {}).get(p.name, {})
         text = e.get("report") or f"{p.name}: {e.get('status', 'not graded')}"
         cell = nbformat.v4.new_code_cell(src, metadata={"tags": [GRADER_TAG]})
@@ -169,8 +168,9 @@ def previous(out: Path, regrade: bool) -> dict[str, list[dict]]:
         done: dict[str, list[dict]] = {}
         for r in reader:
             done.setdefault(r["notebook"], []).append(r)
-    keep = {nb: rs for nb, rs in done.items()
-            if len(rs) == len(ASSIGNMENTS[rs[0]["assignment"]].parts if rs[0]["assignment"] in ASSIGNMENTS else 1)}
+    keep = {nb: rs for nb, rs in done.items()  # complete, and not cut short by the grading process itself
+            if len(rs) == len(ASSIGNMENTS[rs[0]["assignment"]].parts if rs[0]["assignment"] in ASSIGNMENTS else 1)
+            and not rs[0]["notebook_status"].startswith(DIED)}
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)

@@ -207,7 +207,7 @@ def supervise(task: dict, cfg: dict, out_fd: int) -> None:
                 result["parts"][p.name] = {"status": "not graded: the time budget was used up"}
                 continue
             r, w = os.pipe()
-            o = run_forked(lambda: grade_part(a.id, p.name, state, w, cfg["threads"]), work,
+            o = run_forked(lambda p=p, w=w: grade_part(a.id, p.name, state, w, cfg["threads"]), work,
                            Limits(seconds=limit, **lim), abi, scratch / f"{p.name}.log", keep_fds=(w,))
             os.close(w)
             data = b""
@@ -326,7 +326,8 @@ def main() -> int:
                 try:
                     result = json.loads(bytes(buf).decode())
                 except ValueError:
-                    result = {"error": "the grading process of this notebook died before it finished"}
+                    result = {"error": "the grading process of this notebook died before it finished (run the "
+                              "command again to grade it)"}
                 print(json.dumps({"id": task["id"], **result}), flush=True)
     shutil.rmtree(tempfile.tempdir, ignore_errors=True)
     return 0
