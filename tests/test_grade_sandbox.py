@@ -217,7 +217,7 @@ def test_hostile_submissions_are_contained_honest_grades_kept_and_an_interrupt_l
     zoe = rows["zoe_hangs", "iou"]
     assert zoe["notebook_status"].startswith("timeout: cell 1") and "rename" not in zoe["feedback"]
     assert "not defined yet when the notebook stopped" in zoe["feedback"]
-    assert time.monotonic() - t0 < 16 + 40  # the budget, plus starting the grading process on a busy machine
+    assert time.monotonic() - t0 < 16 + 60  # the budget, plus starting the grading process on a busy machine
 
 
 def test_rerun_keeps_complete_rows_only(tmp_path):
