@@ -3,6 +3,8 @@
 This file parses the arguments and turns mistakes into one line; what each command does is in
 :mod:`setr_edu.cli_commands`, and ``bench`` / ``grade`` hand their arguments to setr_edu.perf / setr_edu.checks.
 
+::
+
     python -m setr_edu train --config synthetic_cpu                   # a few minutes on a laptop CPU
     python -m setr_edu train --config ade20k_pup --data-root data/ade20k grad_accum_steps=8 amp=bf16
     torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k --data-root data/cityscapes
@@ -141,6 +143,7 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m setr_edu`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "data"]:  # the data-pipeline benchmark parses its own options
         return _delegate("setr_edu.perf.data_bench", argv[2:])
