@@ -50,7 +50,7 @@ from .build import build_datasets, build_model, dataset_info, load_pretrained
 from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
 from .inference import evaluate
-from .interrupts import Interruptible, ignore_sigint, stopping_workers
+from .interrupts import Interruptible, ignore_stop_signals, stopping_workers
 from .losses import SETRLoss
 from .optim import PolySchedule, build_optimizer
 from .preflight import (TrainingError, TrainingInterrupted, check_device, check_disk_space,  # noqa: F401
@@ -169,9 +169,11 @@ class Trainer(Interruptible):
                                      palette=self.info["palette"], last_val=self.last_val)))
 
     def save(self) -> Path | None:
-        """Write ``work_dir/last.pt`` atomically (rank 0 only)."""
-        path = save_checkpoint(self.work_dir / "last.pt", self.state_dict()) if self.env.is_main else None
-        self._saved_iter, self._last_save = self.iter, time.monotonic()
+        """Write ``work_dir/last.pt`` atomically (rank 0 only). A signal during the write never breaks it: the save
+        finishes, then a second signal stops the run (``interrupts.py``)."""
+        with self._saving_uninterrupted():
+            path = save_checkpoint(self.work_dir / "last.pt", self.state_dict()) if self.env.is_main else None
+            self._saved_iter, self._last_save = self.iter, time.monotonic()
         return path
 
     def write_log(self, record: dict) -> None:
@@ -189,7 +191,7 @@ class Trainer(Interruptible):
         return DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler,
                           generator=torch.Generator().manual_seed(r.seed),
                           **loader_kwargs(resolve_num_workers(r.num_workers, r.dataset), self.device,
-                                          worker_init_fn=ignore_sigint))
+                                          worker_init_fn=ignore_stop_signals))
 
     def _autocast(self):
         if self.amp_dtype is None:
