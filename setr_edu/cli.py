@@ -141,6 +141,10 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_ctrl_c_while_starting":  # setr_edu/__init__
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on each command handles Ctrl-C
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "data"]:  # the data-pipeline benchmark parses its own options
         return _delegate("setr_edu.perf.data_bench", argv[2:])
