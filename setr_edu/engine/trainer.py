@@ -134,6 +134,7 @@ class Trainer(Interruptible):
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")  # fp16's small range needs it
         self.criterion = SETRLoss(aux_weight=r.aux_weight)  # CE (ignore 255, official averaging) + 0.4 x aux
         self.iter, self.elapsed, self.last_val = 0, 0.0, None
+        self._val_iter = None  # the iteration that last_val was measured at
         if state is not None:
             self._restore(state, ckpt_path)
         self.ddp_model = wrap_model(self.model, self.env)
@@ -147,6 +148,7 @@ class Trainer(Interruptible):
         self.iter, self.elapsed = int(state["iter"]), float(state.get("elapsed", 0.0))
         self._saved_iter = self.iter
         self.last_val = state.get("meta", {}).get("last_val")
+        self._val_iter = state.get("meta", {}).get("val_iter")
         set_rng_state(state["rng"])
         changed = {k: (v, getattr(self.recipe, k)) for k, v in state["recipe"].items()
                    if k in self.recipe.to_dict() and _plain(v) != _plain(getattr(self.recipe, k))}
@@ -155,8 +157,12 @@ class Trainer(Interruptible):
         if self.env.is_main:  # drop log lines written after the checkpoint (they will be written again)
             log = self.work_dir / "log.jsonl"
             if log.exists():
-                keep = [ln for ln, rec in read_log(log, self._print) if rec.get("iter", 0) <= self.iter]
-                log.write_text("".join(ln + "\n" for ln in keep))
+                kept = [(ln, rec) for ln, rec in read_log(log, self._print) if rec.get("iter", 0) <= self.iter]
+                log.write_text("".join(ln + "\n" for ln, _ in kept))
+                for _, rec in kept:  # a validation of this iteration that finished after the save
+                    if rec.get("iter") == self.iter and "val_mIoU" in rec:
+                        self._val_iter = self.iter
+                        self.last_val = {k[4:]: v for k, v in rec.items() if k.startswith("val_")}
 
     def state_dict(self) -> dict:
         """Everything ``fit`` needs to continue exactly (see ``engine/checkpoint.py``)."""
@@ -166,7 +172,8 @@ class Trainer(Interruptible):
                                  epoch=self.iter * self.recipe.batch_size // len(self.train_set)),
                     recipe=self.recipe.to_dict(), elapsed=self.elapsed,
                     meta=_plain(dict(num_classes=self.num_classes, class_names=self.info["class_names"],
-                                     palette=self.info["palette"], last_val=self.last_val)))
+                                     palette=self.info["palette"], last_val=self.last_val,
+                                     val_iter=self._val_iter)))
 
     def save(self) -> Path | None:
         """Write ``work_dir/last.pt`` atomically (rank 0 only). A signal during the write never breaks it: the save
@@ -244,6 +251,7 @@ class Trainer(Interruptible):
                        world_size=self.env.world_size, progress=self.progress, class_names=self.info["class_names"],
                        num_workers=resolve_num_workers(r.num_workers, r.dataset))
         self.last_val = _plain({k: res[k] for k in ("mIoU", "mAcc", "aAcc", "IoU") if k in res})
+        self._val_iter = self.iter
         self.write_log({"iter": self.iter, **{f"val_{k}": v for k, v in self.last_val.items()}})
         self._print(f"iter {self.iter}: val mIoU {100 * res['mIoU']:.2f}  mAcc {100 * res['mAcc']:.2f}  "
                     f"aAcc {100 * res['aAcc']:.2f}")
@@ -268,6 +276,9 @@ class Trainer(Interruptible):
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
         self._last_save = time.monotonic()
         with self._stop_on_signals(), stopping_workers(batches), contextlib.closing(bar):  # bar: before a message
+            if self._validation_missing():  # the run stopped during this iteration's validation: run it again
+                self._validate_keeping_checkpoint()
+                self.save()
             while self.iter < end:
                 t = time.perf_counter()
                 try:
@@ -295,10 +306,15 @@ class Trainer(Interruptible):
                         self.save()  # the final checkpoint carries the metrics
                     self._stop_if_signalled()
             bar.close()
-            if self.iter >= r.max_iters and self.last_val is None:
-                self._validate_keeping_checkpoint()
         return dict(iter=self.iter, train_time_s=round(self.elapsed, 1), work_dir=str(self.work_dir),
                     **{k: v for k, v in (self.last_val or {}).items() if k != "IoU"})
+
+    def _validation_missing(self) -> bool:
+        """The checkpoint we resumed from (or last saved) is of a validation iteration whose validation never
+        finished (stopped by a signal, out of memory, a bad file): neither the checkpoint nor the log has it."""
+        r = self.recipe
+        due = self.iter % r.eval_every == 0 or self.iter == r.max_iters
+        return bool(self.iter) and due and self._saved_iter == self.iter and self._val_iter != self.iter
 
     def _log_window(self, window: dict, n: int, seconds: float) -> None:
         mean = {k: v / n for k, v in window.items()}
