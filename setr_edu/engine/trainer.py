@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -47,14 +48,16 @@ from .amp import resolve_amp
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained
-from .checkpoint import check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
 from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
 from .inference import evaluate
 from .interrupts import Interruptible, ignore_stop_signals, stopping_workers
 from .losses import SETRLoss
 from .optim import PolySchedule, build_optimizer
-from .preflight import (TrainingError, TrainingInterrupted, check_device, check_disk_space,  # noqa: F401
-                        check_files, check_work_dir, one_line, read_log)  # (TrainingInterrupted: re-exported)
+from .preflight import (TrainingError, TrainingInterrupted, WorkDirLock, check_device,  # noqa: F401
+                        check_disk_space, check_files, check_work_dir, one_line,
+                        read_log)  # (TrainingInterrupted: re-exported)
 from .sampler import EpochIndexed, InfiniteBatchSampler
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -86,8 +89,16 @@ class Trainer(Interruptible):
         self.work_dir = Path(work_dir or Path("runs") / r.name)
         # how to resume, in the messages of a stopped run (the CLI sets its command line instead)
         self.resume_hint = f"Trainer(recipe, work_dir={str(self.work_dir)!r}, resume=True).fit()"
-        if self.env.is_main:
-            check_work_dir(self.work_dir, self._print)
+        self._lock = WorkDirLock(self.work_dir)  # one run per work dir, held from here to the end of fit
+        try:
+            self._setup(r, resume, overwrite, model, datasets)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _setup(self, r: Recipe, resume, overwrite, model, datasets) -> None:
+        if self.env.is_main:  # locked before anything is touched (a live run's temporary checkpoint, its log)
+            check_work_dir(self.work_dir, self._print, lock=self._lock)
         # amp=auto: bf16 on GPUs of compute capability >= 8.0, fp16 + GradScaler on older ones (T4, V100), none on CPU
         self.amp = resolve_amp(r.amp, self.device)
         self.amp_dtype = AMP_DTYPES[self.amp or "none"]
@@ -114,6 +125,7 @@ class Trainer(Interruptible):
             state = load_checkpoint(ckpt_path)
             check_compatible(state, self.model, r.to_dict(), str(ckpt_path))
         elif resume:
+            self._refuse_resume_without_checkpoint(ckpt_path, overwrite)
             self._print(f"resume: no checkpoint in {self.work_dir} yet, starting from scratch")
         elif (self.work_dir / "last.pt").exists() and not overwrite:
             raise FileExistsError(f"{self.work_dir} already holds a checkpoint (last.pt); pass resume=True "
@@ -138,6 +150,18 @@ class Trainer(Interruptible):
         if state is not None:
             self._restore(state, ckpt_path)
         self.ddp_model = wrap_model(self.model, self.env)
+
+    def _refuse_resume_without_checkpoint(self, ckpt: Path, overwrite: bool) -> None:
+        """``resume`` with no ``last.pt`` starts from scratch only in a fresh work dir: a dangling link or the log
+        of an earlier run mean the checkpoint went missing, and starting again would replace that log."""
+        log = self.work_dir / "log.jsonl"
+        if ckpt.is_symlink():
+            raise CheckpointError(f"cannot resume: {ckpt} is a link to {os.readlink(ckpt)}, which does not exist; "
+                                  f"restore that file, or pass --overwrite (overwrite=True) to start again")
+        if not overwrite and log.is_file() and log.stat().st_size:
+            raise CheckpointError(f"cannot resume: {ckpt} does not exist, but {log} holds the log of an earlier "
+                                  f"run; restore its last.pt, or pass --overwrite (overwrite=True) to start again "
+                                  f"(that log is then replaced)")
 
     # --- state ------------------------------------------------------------------------------------------------
     def _restore(self, state: dict, path: Path) -> None:
@@ -275,7 +299,10 @@ class Trainer(Interruptible):
         bar = tqdm(total=end, initial=self.iter, disable=not self.progress, desc=r.name, dynamic_ncols=True)
         window, n, t_log = defaultdict(float), 0, time.perf_counter()
         self._last_save = time.monotonic()
-        with self._stop_on_signals(), stopping_workers(batches), contextlib.closing(bar):  # bar: before a message
+        if self.env.is_main:
+            self._lock.acquire()  # again after an earlier fit released it
+        with (contextlib.closing(self._lock) if self.env.is_main else contextlib.nullcontext(),
+              self._stop_on_signals(), stopping_workers(batches), contextlib.closing(bar)):  # bar: before a message
             if self._validation_missing():  # the run stopped during this iteration's validation: run it again
                 self._validate_keeping_checkpoint()
                 self.save()
