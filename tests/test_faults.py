@@ -268,7 +268,7 @@ def test_full_disk_is_found_before_training_and_at_a_save(tmp_path, monkeypatch)
     with pytest.raises(CheckpointError, match=r"No space left on device\); the previous checkpoint .* is intact"):
         t.fit()
     monkeypatch.undo()
-    assert load_checkpoint(tmp_path / "last.pt")["iter"] == 2 and sorted(os.listdir(tmp_path)) == ["last.pt",
+    assert load_checkpoint(tmp_path / "last.pt")["iter"] == 2 and sorted(os.listdir(tmp_path)) == [".lock", "last.pt",
                                                                                                     "log.jsonl"]
 
     def zip_writer_fails(obj, f, *a, **k):  # what a really full disk gives (checked on a 4.6 MB tmpfs)
@@ -297,7 +297,7 @@ def test_stale_temporary_checkpoints_are_removed_on_start(tmp_path):
     tmp_path.joinpath(".last.pt.k2j3h.tmp").write_bytes(b"\0" * 4096)  # a save killed with kill -9
     tmp_path.joinpath("notes.tmp").write_text("not ours")
     _trainer(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.tmp"]  # .lock: the work-dir lock
 
 
 def test_resume_drops_a_torn_last_log_line(tmp_path):

@@ -83,7 +83,7 @@ def test_checkpoint_holds_everything_to_resume(tmp_path):
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "last.pt", {"iter": 1})
+    path = save_checkpoint(tmp_path / "last.pt", {"iter": 1, "model": {}, "recipe": {}})
 
     def dies_mid_write(obj, f, *a, **k):
         f.write(b"partial bytes")

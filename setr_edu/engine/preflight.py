@@ -196,7 +196,7 @@ def _files_stamp(datasets) -> str | None:
             h.update(f"{ds.num_classes} {ds.reduce_zero_label}".encode())
             for path in (p for pair in ds.pairs for p in pair):
                 st = os.stat(path)
-                h.update(f"{path} {st.st_size} {st.st_mtime_ns}\n".encode())
+                h.update(os.fsencode(path) + f" {st.st_size} {st.st_mtime_ns}\n".encode())  # any file name
     except (OSError, AttributeError):
         return None
     return h.hexdigest()

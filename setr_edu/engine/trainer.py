@@ -48,8 +48,8 @@ from .amp import resolve_amp
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained
-from .checkpoint import (CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (CheckpointError, check_compatible, load_checkpoint, require, rng_state,
+                         save_checkpoint, set_rng_state)
 from .distributed import DistEnv, all_reduce_max, all_reduce_sum, convert_sync_bn, init_distributed, unwrap, wrap_model
 from .inference import evaluate
 from .interrupts import Interruptible, ignore_stop_signals, stopping_workers
@@ -123,6 +123,7 @@ class Trainer(Interruptible):
         state = None
         if resume and (ckpt_path.exists() or isinstance(resume, (str, Path))):  # an explicit path must exist
             state = load_checkpoint(ckpt_path)
+            require(state, ckpt_path, ("iter", "model", "recipe", "optimizer", "rng"), "resume training")
             check_compatible(state, self.model, r.to_dict(), str(ckpt_path))
         elif resume:
             self._refuse_resume_without_checkpoint(ckpt_path, overwrite)
@@ -134,7 +135,15 @@ class Trainer(Interruptible):
         if self.env.is_main:
             check_disk_space(self.work_dir, self.model, r.optimizer)
         if state is None and self.env.is_main:
-            load_pretrained(self.model, r, self._print)  # DDP broadcasts rank 0's weights to the others
+            try:
+                load_pretrained(self.model, r, self._print)  # DDP broadcasts rank 0's weights to the others
+            except (RuntimeError, OSError) as e:
+                if not r.pretrained.startswith("timm:"):
+                    raise
+                raise ValueError(f"pretrained={r.pretrained!r}: timm could not load it ({one_line(e)}); "
+                                 f"`timm.list_models(pretrained=True)` lists the tags (e.g. "
+                                 f"timm:vit_large_patch16_384.augreg_in21k_ft_in1k), and downloading needs the "
+                                 f"internet") from None
             (self.work_dir / "log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
 
         self.model.to(self.device)
@@ -147,6 +156,7 @@ class Trainer(Interruptible):
         self.criterion = SETRLoss(aux_weight=r.aux_weight)  # CE (ignore 255, official averaging) + 0.4 x aux
         self.iter, self.elapsed, self.last_val = 0, 0.0, None
         self._val_iter = None  # the iteration that last_val was measured at
+        self.skipped_steps, self._warned_skips = 0, False  # fp16: steps the GradScaler skipped (inf/NaN gradients)
         if state is not None:
             self._restore(state, ckpt_path)
         self.ddp_model = wrap_model(self.model, self.env)
@@ -173,6 +183,7 @@ class Trainer(Interruptible):
         self._saved_iter = self.iter
         self.last_val = state.get("meta", {}).get("last_val")
         self._val_iter = state.get("meta", {}).get("val_iter")
+        self.skipped_steps = int(state.get("meta", {}).get("skipped_steps") or 0)
         set_rng_state(state["rng"])
         changed = {k: (v, getattr(self.recipe, k)) for k, v in state["recipe"].items()
                    if k in self.recipe.to_dict() and _plain(v) != _plain(getattr(self.recipe, k))}
@@ -197,7 +208,7 @@ class Trainer(Interruptible):
                     recipe=self.recipe.to_dict(), elapsed=self.elapsed,
                     meta=_plain(dict(num_classes=self.num_classes, class_names=self.info["class_names"],
                                      palette=self.info["palette"], last_val=self.last_val,
-                                     val_iter=self._val_iter)))
+                                     val_iter=self._val_iter, skipped_steps=self.skipped_steps)))
 
     def save(self) -> Path | None:
         """Write ``work_dir/last.pt`` atomically (rank 0 only). A signal during the write never breaks it: the save
@@ -250,8 +261,11 @@ class Trainer(Interruptible):
                 self.scaler.scale(loss / r.grad_accum_steps).backward()
             for k, v in parts.items():
                 stats[k] += float(v) / r.grad_accum_steps
-        self.scaler.step(self.optimizer)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)  # fp16: skipped when a gradient is inf/NaN, and the scale is lowered
         self.scaler.update()
+        if scale is not None and self.scaler.get_scale() < scale:
+            self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         self.iter += 1
         return dict(stats, lr=lrs[0], head_lr=lrs[-1], data_time=data_time)
@@ -319,7 +333,7 @@ class Trainer(Interruptible):
                     window[k] += v
                 n += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}")
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}", **self._scaler_stats(str))
                 if self.iter % r.log_every == 0 or self.iter == end:
                     self._log_window(window, n, time.perf_counter() - t_log)
                     window, n, t_log = defaultdict(float), 0, time.perf_counter()
@@ -353,7 +367,27 @@ class Trainer(Interruptible):
                "time": self.elapsed, "iter_time": seconds / n, "images_per_s": self.recipe.batch_size * n / seconds}
         if self.device.type == "cuda":
             rec["mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
-        self.write_log(rec)
+        self.write_log({**rec, **self._scaler_stats()})
+        self._warn_if_skipping()
+
+    def _scaler_stats(self, fmt=lambda v: v) -> dict:
+        """fp16: the GradScaler's loss scale and the steps it skipped so far (empty without a scaler)."""
+        if not self.scaler.is_enabled():
+            return {}
+        return dict(loss_scale=fmt(self.scaler.get_scale()), skipped_steps=fmt(self.skipped_steps))
+
+    def _warn_if_skipping(self) -> None:
+        """Once per run: more than 5% of the steps were skipped (a few at the start, while the scale settles, are
+        normal). Each skipped step trains nothing: with an overflowing scale a run learns nothing at all."""
+        if self._warned_skips or not self.scaler.is_enabled() or self.skipped_steps < 5:
+            return
+        if self.skipped_steps > 0.05 * self.iter:
+            self._warned_skips = True
+            with contextlib.suppress(RuntimeError):
+                self._print(f"warning: the fp16 GradScaler skipped {self.skipped_steps} of {self.iter} steps "
+                            f"(inf/NaN gradients; loss scale now {self.scaler.get_scale():g}), so those steps "
+                            f"trained nothing; use amp=bf16 (GPUs of compute capability >= 8.0) or amp=none, or a "
+                            f"lower lr=")
 
 
 def _plain(x):
