@@ -319,3 +319,15 @@ def test_a_text_file_as_checkpoint_says_so(tmp_path):
     (tmp_path / "notes.pt").write_text("epoch 10: loss 0.3\n")
     with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint \(it looks like a text file"):
         load_checkpoint(tmp_path / "notes.pt")
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="needs a file system that takes any bytes as a name")
+def test_a_file_name_that_is_not_utf8_trains(tmp_path):
+    """Issue 21: a name like b"a\\xff.png" (copied from an old Latin-1 system) failed with a codec error naming no
+    file, in the digest of the start check."""
+    root = _folder(tmp_path / "data")
+    for d in ("images", "annotations"):
+        os.rename(root / d / "train" / "0.png", root / d / "train" / os.fsdecode(b"caf\xe9.png"))
+    t = Trainer(_folder_recipe(root, max_iters=1, eval_every=100), tmp_path / "run", progress=False, log=None)
+    t.fit()
+    assert (tmp_path / "run" / ".files-checked").is_file()
