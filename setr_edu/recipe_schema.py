@@ -87,8 +87,9 @@ class Recipe:
                     "log_every", "decoder_channels", "cnn_width", "num_train", "num_val"):
             if getattr(self, key) < 1:
                 raise ValueError(f"recipe key {key} must be >= 1, got {getattr(self, key)}")
-        for key, low, note in (("num_classes", 0, " (0: from the dataset)"), ("slide_stride", 0, " (0: 2/3 of the crop)"),
-                               ("warmup_iters", 0, ""), ("num_workers", -1, " (-1: automatic)"), ("seed", 0, "")):
+        for key, low, note in (("num_classes", 0, " (0: from the dataset)"), ("warmup_iters", 0, ""),
+                               ("slide_stride", 0, " (0: 2/3 of the crop)"), ("num_workers", -1, " (-1: automatic)"),
+                               ("seed", 0, "")):
             if getattr(self, key) < low:
                 raise ValueError(f"recipe key {key} must be >= {low}{note}, got {getattr(self, key)}")
         for key in ("checkpoint_minutes", "lr", "min_lr", "head_lr_mult", "momentum", "weight_decay", "power",

@@ -16,11 +16,14 @@ Around it, ``Trainer.fit`` logs every ``log_every`` steps to ``work_dir/log.json
 validates every ``eval_every`` steps and writes ``work_dir/last.pt`` every ``checkpoint_every`` steps, every
 ``checkpoint_minutes`` of wall time, just *before* each validation (one that fails loses nothing) and at the end.
 
-**Never lose a run.** Before the first iteration the trainer checks the device, that the work dir is writable and
-has room for a checkpoint, and every image/label file of both splits (one message naming every bad one); it removes
-temporary checkpoints that a killed save left behind (``engine/preflight.py``). SIGINT (Ctrl-C, a notebook's stop
-button) and SIGTERM (``kill``, a preempted VM) finish the current step, save it and raise ``TrainingInterrupted``,
-whose message says how to resume (``engine/interrupts.py``).
+**Never lose a run.** Before the first iteration the trainer locks the work dir (one run per folder), checks the
+device, that the work dir is writable and has room for the old and the new checkpoint, and every image/label file
+of both splits (one message naming every bad one); it removes temporary checkpoints that a killed save left behind
+(``engine/preflight.py``). SIGINT (Ctrl-C, a notebook's stop button), SIGTERM (``kill``, ``timeout``, Slurm, a
+preempted VM, also sent to the DataLoader workers) and SIGHUP finish the current step, save it and raise
+``TrainingInterrupted``, whose message says how to resume; a save is never broken by a second signal, and a
+validation that was stopped runs again on resume (``engine/interrupts.py``). fp16 runs log the GradScaler's loss
+scale and the steps it skipped, and warn when more than 5% were skipped.
 
 **Reproducibility.** Data order comes from ``InfiniteBatchSampler`` (``engine/sampler.py``): a seeded stream of
 epoch permutations that any rank can index by *position*, so the whole data state is one number (samples consumed),
