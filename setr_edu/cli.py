@@ -3,6 +3,8 @@
 This file parses the arguments and turns mistakes into one line; what each command does is in
 :mod:`setr_edu.cli_commands`, and ``bench`` / ``grade`` hand their arguments to setr_edu.perf / setr_edu.checks.
 
+::
+
     python -m setr_edu train --config synthetic_cpu                   # a few minutes on a laptop CPU
     python -m setr_edu train --config ade20k_pup --data-root data/ade20k grad_accum_steps=8 amp=bf16
     torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k --data-root data/cityscapes
@@ -142,6 +144,7 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m setr_edu`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     import signal
 
     if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_ctrl_c_while_starting":  # setr_edu/__init__

@@ -18,7 +18,8 @@ DATASETS = ("synthetic", "ade20k", "cityscapes", "pascal_context", "folder")
 CHOICES = dict(dataset=DATASETS, model=("setr", "cnn"), decoder=("naive", "pup", "mla"),
                encoder=("tiny", "small", "base", "large"), optimizer=("sgd", "adamw"),
                amp=("auto", "none", "bf16", "fp16"), eval_mode=("whole", "slide"),
-               eval_protocol=("single", "paper", "official"), device=("auto", "cpu", "cuda", "mps"))
+               eval_protocol=("single", "paper", "official"),
+               eval_convention=("official", "mmseg"), device=("auto", "cpu", "cuda", "mps"))
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Recipe:
     eval_mode: str = "whole"  # whole | slide
     slide_stride: int = 0  # 0: 2/3 of the crop, as in the paper's configs
     eval_protocol: str = "single"  # single | paper (6 ratios 0.5-1.75 + flip) | official (*_MS config ratios + flip)
+    eval_convention: str = "official"  # official (short-side rule, padded windows) | mmseg (neither): the checkpoint's code
     # --- bookkeeping ------------------------------------------------------------------------------------------
     checkpoint_every: int = 1000
     checkpoint_minutes: float = 10.0  # also write last.pt when this much wall time passed since the last one (0: off)

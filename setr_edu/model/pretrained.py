@@ -1,4 +1,5 @@
-"""Load ImageNet-pretrained ViT weights (timm layout) into a :class:`ViTEncoder` (paper §4, "21K" pre-training).
+"""Load ImageNet-pretrained ViT weights (timm layout) into a :class:`~setr_edu.ViTEncoder` (paper §4, "21K"
+pre-training).
 
 timm and the official SETR code store a ViT as ``cls_token``, ``pos_embed``, ``patch_embed.proj.*`` and
 ``blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.*``; ``ViTEncoder`` uses the same names, so
@@ -58,7 +59,7 @@ _DROPPED_PREFIXES = ("norm.", "head.", "fc_norm.", "head_dist.", "pre_logits.", 
 
 @dataclass
 class LoadReport:
-    """What :func:`load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
+    """What :func:`~setr_edu.load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
     checkpoint keys the encoder has no place for; ``dropped``: keys ignored on purpose (final norm, classifier,
     DeiT's distillation token); ``source``: which weights these are (file, hash check, or a named substitute)."""
 
