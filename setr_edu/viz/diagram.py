@@ -82,9 +82,10 @@ def _box(ax, x, y, w, h, text, fc, fontsize=9, dashed=False):
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
 
 
-def _arrow(ax, start, end, dashed=False, colour="0.3"):
-    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color=colour, lw=1.1,
-                                                          ls="--" if dashed else "-", shrinkA=0, shrinkB=0))
+def _arrow(ax, start, end, dashed=False, colour="0.3", gid=None):
+    ann = ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color=colour, lw=1.1,
+                                                                ls="--" if dashed else "-", shrinkA=0, shrinkB=0))
+    ann.set_gid(gid)
 
 
 def _encoder(ax, info, x=0.0, marks=()):
@@ -163,8 +164,14 @@ def draw_setr(model, ax=None, title: str | None = None):
         _arrow(ax, (right + 0.8, top), (start, top), colour=colour)
         end = _pipeline(ax, info["main"], start, top, _step_colours(info["main"]))
         for t in info["aux_taps"]:
-            y = t - 1 - (0.9 if t == L else 0)  # PUP's aux head on Z_L: keep clear of the main arrow
-            _arrow(ax, (right, y), (start, y), dashed=True)
+            y = t - 1
+            if t == L:  # PUP's aux head on Z_L: leave Z_L's bar below the main arrow, then step down to the box
+                y, leave = y - 0.9, y - 0.2
+                link = ax.plot([right, right + 0.4, right + 0.4], [leave, leave, y], color="0.3", lw=1.1, ls="--")
+                link[0].set_gid(f"aux-link:Z{t}")
+                _arrow(ax, (right + 0.4, y), (start, y), dashed=True, gid=f"aux-link:Z{t}")
+            else:
+                _arrow(ax, (right, y), (start, y), dashed=True, gid=f"aux-link:Z{t}")
             _aux(ax, start, y, info["aux"])
     ax.text(start, top + 1.6, f"{TITLE[kind]}: main decoder → {info['num_classes']} x H x W logits", fontsize=10,
             weight="bold", va="bottom")
