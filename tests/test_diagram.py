@@ -42,7 +42,7 @@ def test_up_heads_are_drawn_layer_by_layer_back_to_full_resolution():
     inner = [int(s.split("then x")[1]) for s in pup["main"] if "then x" in s]
     final = int(pup["main"][-1].split("\n")[1][1:])
     assert inner == [2, 2, 2] and math.prod(inner) * final == 16
-    assert pup["main"][0].startswith("LN, 3x3 conv\n1024→256")
+    assert pup["main"][0].startswith("LN,\n3x3 conv\n1024→256")
     assert "3x3 conv 1024→256" in pup["aux"] and pup["aux"].endswith("bilinear x4")
 
 
