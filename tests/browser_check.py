@@ -14,7 +14,8 @@ build that "passed" can still get wrong:
 * the Colab launch button (and badge) of a notebook targets ``<colab>/github/<owner>/<repo>/blob/<branch>/<path>``
   as configured in ``_config.yml``;
 * widget state is embedded where the notebook saved it, and every widget view refers to a saved model;
-* no markdown table left as raw ``| ... |`` text, no nbval marker (``NBVAL_...``) visible to the reader;
+* no markdown table left as raw ``| ... |`` text, no nbval marker (``NBVAL_...``) visible to the reader, no inline
+  script emitted twice (its ``const`` declarations would fail in the console);
 * no ``<pre>`` scrolls sideways: code cell inputs, text outputs, library listings (``show_source``) and code
   written in the text (exercise solutions, commands), measured in Chromium (scroll width against client width)
   with every toggle opened; limits in ``WIDE_LIMITS``;
@@ -140,6 +141,9 @@ function wait() {
     overflow: overflow,
     figures: figures,
     tables: tables,
+    // an inline script emitted twice (a second `const X` declaration is an error in the console)
+    dup_scripts: [...document.querySelectorAll('script:not([src])')].map(x => x.textContent.trim())
+      .filter((t, i, all) => t && all.indexOf(t) !== i).map(t => t.slice(0, 60)),
     math: [...art.querySelectorAll('span.math, div.math')].map(m => ({
       tex: (m.querySelector('script[type^="math/tex"]') || m).textContent.trim(),
       typeset: !!m.querySelector('.MathJax_CHTML, .mjx-chtml'),
@@ -242,6 +246,7 @@ class BookChecker:
                 out.append(f"TeX error in {math['tex'][:60]!r}: {math['error']}")
             elif not math["typeset"]:
                 out.append(f"math not typeset by MathJax: {math['tex'][:60]!r}")
+        out += [f"inline script emitted twice: {m!r}" for m in got["dup_scripts"]]
         if got["math"] and not got["mathjax_script"]:
             out.append("page has math but loads no MathJax")
         return out
