@@ -144,15 +144,21 @@ def test_figures_and_code_in_the_text_fit_the_page(path):
 
 
 def section_anchors() -> dict[str, tuple[str, str]]:
-    """'4.6' -> (notebook file name, MyST heading anchor), for every '## N.M Title' of the book."""
-    from myst_parser.mdit_to_docutils.base import default_slugify
+    """'4.6' -> (notebook file name, MyST heading anchor), for every '## N.M Title' of the book, as MyST makes
+    them (myst_heading_anchors; math in a title is left out of its anchor)."""
+    from docutils.core import publish_doctree
+    from myst_parser.parsers.docutils_ import Parser
 
     found = {}
     for path in CHAPTERS:
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type == "markdown":
-                for m in re.finditer(r"^##\s+((\d+\.\d+)\s.*?)\s*$", cell.source, re.M):
-                    found[m.group(2)] = (path.name, default_slugify(m.group(1)))
+        heads = [m.group(0) for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown"
+                 for m in re.finditer(r"^##\s+\d+\.\d+\s.*$", cell.source, re.M)]
+        doc = publish_doctree("# T\n\n" + "\n\n".join(heads), parser=Parser(), settings_overrides=dict(
+            myst_heading_anchors=2, myst_enable_extensions=["dollarmath"], report_level=5))
+        for slug, (_, _, title) in doc.myst_slugs.items():
+            m = re.match(r"(\d+\.\d+)\s", title)
+            if m:
+                found[m.group(1)] = (path.name, slug)
     return found
 
 
