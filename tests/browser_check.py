@@ -142,7 +142,8 @@ function wait() {
     figures: figures,
     tables: tables,
     // an inline script emitted twice (a second `const X` declaration is an error in the console)
-    dup_scripts: [...document.querySelectorAll('script:not([src])')].map(x => x.textContent.trim())
+    dup_scripts: [...document.querySelectorAll('script:not([src])')]
+      .filter(x => !x.type || /javascript|module/.test(x.type)).map(x => x.textContent.trim())
       .filter((t, i, all) => t && all.indexOf(t) !== i).map(t => t.slice(0, 60)),
     math: [...art.querySelectorAll('span.math, div.math')].map(m => ({
       tex: (m.querySelector('script[type^="math/tex"]') || m).textContent.trim(),

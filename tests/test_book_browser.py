@@ -150,7 +150,8 @@ def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
     wide_text_code = ('<div class="highlight-python notranslate"><div class="highlight"><pre>'
                       f'planted_in_text = "{"y" * 300}"</pre></div></div>')
     shrunk_figure = f'<p><img alt="planted figure" src="{_png_data_uri(800, 40)}" style="width: 300px"></p>'
-    wide_table = f'<table class="table"><tr><td>planted_table</td><td>{"z" * 400}</td></tr></table>'
+    wide_table = ('<table class="table"><tr><td>planted_table</td>'
+                  '<td style="min-width: 1400px">a column far to the right</td></tr></table>')
     twice = '<script>const plantedTwice = 1;</script>' * 2
     bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
                                        '<p>raw $$x^2$$ text <span class="math">\\(\\frac{a}{b\\)</span> and '
@@ -172,7 +173,8 @@ def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
                             "e.g. 'planted_in_text = ",
                             "figures are shown below 90% of their natural width", ": 300 of 800 px",
                             "tables are wider than the column (split or transpose them), e.g. ",
-                            "'planted_table zzz", "inline script emitted twice: 'const plantedTwice = 1;'"]}
+                            "'planted_table a column far to the right'",
+                            "inline script emitted twice: 'const plantedTwice = 1;'"]}
     notebooks = [p for p in PAGES if p.is_notebook and book.source_facts(p).cells_with_output]
     if notebooks:  # the book's first executed chapter loses an output and gets a badge to the wrong place
         nb = notebooks[0]
