@@ -3,6 +3,8 @@
 This file parses the arguments and turns mistakes into one line; what each command does is in
 :mod:`setr_edu.cli_commands`, and ``bench`` / ``grade`` hand their arguments to setr_edu.perf / setr_edu.checks.
 
+::
+
     python -m setr_edu train --config synthetic_cpu                   # a few minutes on a laptop CPU
     python -m setr_edu train --config ade20k_pup --data-root data/ade20k grad_accum_steps=8 amp=bf16
     torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k --data-root data/cityscapes
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the mIoU each should reproduce", description="The trained SETR models released by the paper's "
                    "authors (official:) and by mmsegmentation (mmseg:), with their README and paper mIoU.")
 
-    from .data.download import add_arguments as data_arguments
+    from .data.prepare import add_arguments as data_arguments
 
     p = sub.add_parser("data", help="get a dataset: download ADE20K, unpack, check the layout, or say what to do",
                        description="Make a dataset ready in --root: ADE20K is downloaded (resumable, md5-checked; "
@@ -141,6 +143,7 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m setr_edu`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "data"]:  # the data-pipeline benchmark parses its own options
         return _delegate("setr_edu.perf.data_bench", argv[2:])

@@ -2,6 +2,8 @@
 the arguments (``args``, an ``argparse.Namespace``). Each ``cmd_*`` returns the exit status; a mistake raises
 (``ValueError``, ``FileNotFoundError``, ...) and :func:`setr_edu.cli.main` turns it into one line and status 2.
 
+::
+
     train    a recipe -> engine.trainer.Trainer.fit (resumable; prints the command that resumes on Ctrl-C)
     eval     a checkpoint (or a released SETR model) -> mIoU on the validation set (engine.inference.evaluate)
     predict  a checkpoint + image files -> colourised PNGs (engine.inference.predict)
@@ -143,7 +145,7 @@ def _protocol(args, recipe, scales, flip) -> tuple[tuple[float, ...], bool]:
 def cmd_eval(args) -> int:
     from .data.loader import resolve_num_workers
     from .engine.build import build_datasets
-    from .engine.inference import evaluate
+    from .engine.inference import convention, evaluate
 
     scales, flip = _scales(args)
     model, recipe, meta, device, num_classes = _model_from_checkpoint(args)
@@ -153,11 +155,12 @@ def cmd_eval(args) -> int:
         val_set.validate()
     mode = args.mode or recipe.eval_mode
     batch = args.batch_size or (recipe.batch_size if recipe.dataset == "synthetic" else 1)
+    rules = convention(recipe.eval_convention, recipe.crop_size, scales)
     print(f"evaluating {args.checkpoint} (recipe {recipe.name}, iteration {meta.get('iter', '?')}) on {len(val_set)} "
-          f"images: mode={mode}, scales={list(scales)}, flip={flip}")
+          f"images: mode={mode}, scales={list(scales)}, flip={flip}, {recipe.eval_convention} convention "
+          f"(short side >= {rules['min_size'] or 'any'}, windows larger than the image: {rules['small']})")
     res = evaluate(model, val_set, num_classes, mode, recipe.crop_size, recipe.stride, scales, flip, batch_size=batch,
-                   device=device, progress=True, min_size=recipe.crop_size if len(scales) > 1 else None,
-                   class_names=meta.get("class_names"),
+                   device=device, progress=True, **rules, class_names=meta.get("class_names"),
                    num_workers=resolve_num_workers(recipe.num_workers, recipe.dataset))
     print(res["report"])
     summary = {k: float(res[k]) for k in ("mIoU", "mAcc", "aAcc")}
@@ -175,7 +178,8 @@ def cmd_predict(args) -> int:
 
     from .data.datasets import BadFileError, read_image
     from .data.transforms import to_tensor
-    from .engine.inference import colorize, predict
+    from .data.palettes import colorize
+    from .engine.inference import convention, predict, too_big_for_whole
 
     scales, flip = _scales(args)
     paths = _image_paths(args.images)
@@ -194,9 +198,16 @@ def cmd_predict(args) -> int:
             print(f"skipped: {e}", file=sys.stderr)
             continue
         image, _ = to_tensor(rgb, np.zeros(rgb.shape[:2], dtype=np.uint8))  # (3, H, W) float, normalised
+        this_mode = mode
+        if mode == "whole" and too_big_for_whole(*rgb.shape[:2], recipe.crop_size):
+            this_mode = "whole" if args.mode == "whole" else "slide"
+            print(f"note: {path} is {rgb.shape[1]}x{rgb.shape[0]}, far larger than the {recipe.crop_size}px crop the "
+                  f"model was trained at: " + ("whole mode, as asked (one attention over every patch: slow and "
+                  "memory-hungry; --mode slide is faster)" if this_mode == "whole" else
+                  f"using --mode slide ({recipe.crop_size}px windows); pass --mode whole to insist"), file=sys.stderr)
         with torch.no_grad():
-            probs = predict(model, image[None].to(device), mode, recipe.crop_size, recipe.stride, scales, flip,
-                            min_size=recipe.crop_size if len(scales) > 1 else None)  # (1, K, H, W)
+            probs = predict(model, image[None].to(device), this_mode, recipe.crop_size, recipe.stride, scales, flip,
+                            **convention(recipe.eval_convention, recipe.crop_size, scales))  # (1, K, H, W)
         colours = colorize(probs[0].argmax(0), palette)  # (H, W, 3) uint8
         Image.fromarray(colours).save(out / f"{stem}_pred.png")
         if args.overlay:
@@ -247,7 +258,7 @@ def _output_stems(paths: list[Path]) -> list[str]:
 
 
 def _default_palette(k: int):
-    from .viz.palette import generic_palette
+    from .data.palettes import generic_palette
 
     return generic_palette(k)
 
@@ -276,6 +287,6 @@ def cmd_released(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data.download import command
+    from .data.prepare import command
 
     return command(args)

@@ -11,12 +11,14 @@ mmsegmentation's re-implementation). Which test protocol produced the README num
 so none is verified yet (mmsegmentation's file names carry the first 8 hex digits of the SHA-256, which
 :func:`setr_edu.model.pretrained.verify_file` checks). The URLs were copied from the two READMEs, not fetched.
 
+::
+
     python -m setr_edu eval --checkpoint official:ade20k_pup --data-root data/ade20k --protocol single
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .recipes import Recipe, paper_recipe
@@ -130,8 +132,10 @@ def get_released(key: str) -> Released:
 
 
 def released_recipe(entry: Released) -> Recipe:
-    """The paper's recipe for the checkpoint's dataset and decoder (its test settings: crop, stride, test scale)."""
-    return paper_recipe(entry.dataset, entry.decoder, entry.encoder, iters=entry.iters, batch_size=entry.batch)
+    """The paper's recipe for the checkpoint's dataset and decoder (its test settings: crop, stride, test scale),
+    evaluated by the conventions of the code that trained it (``eval_convention``: official SETR or mmseg)."""
+    recipe = paper_recipe(entry.dataset, entry.decoder, entry.encoder, iters=entry.iters, batch_size=entry.batch)
+    return replace(recipe, eval_convention=entry.source)
 
 
 def download_released(entry: Released, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -1,10 +1,12 @@
 """Grade a folder of submitted assignment notebooks into a CSV of scores.
 
+::
+
     python -m setr_edu grade SUBMISSIONS_DIR --out scores.csv [--timeout 600] [--profile cpu] [--executed DIR]
 
 Layout: ``SUBMISSIONS_DIR/<student>/<any name>.ipynb`` (one folder per student, as most LMS exports give), or
 flat ``SUBMISSIONS_DIR/<student>.ipynb``. Each notebook's assignment is read from its metadata
-(``metadata.setr_edu.assignment``, written into every handed-out notebook), else from an ``a1``..``a6`` in its
+(``metadata.setr_edu.assignment``, written into every handed-out notebook), else from an ``a1`` to ``a6`` in its
 file name, else from the check functions it calls.
 
 For each notebook, in its own fresh kernel and a scratch working folder:

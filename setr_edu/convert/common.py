@@ -1,4 +1,4 @@
-"""What both converters share: reading a checkpoint, the conversion report, the ViT's shape from its tensors,
+"""What both converters share: the conversion report, the ViT's shape from its tensors,
 and copying weights by a key map.
 
 A converter is a *key map*: for every tensor of the setr_edu model, the name of the checkpoint tensor it comes
@@ -8,16 +8,17 @@ else is an error, so no weight is ever ignored silently.
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..config import EncoderConfig
+from ..io import read_checkpoint  # noqa: F401  (re-exported: setr_edu.convert.read_checkpoint)
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -59,61 +60,6 @@ def _short(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (f" ... (+{len(keys) - n})" if len(keys) > n else "")
 
 
-def read_checkpoint(path_or_state_dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(state_dict, meta)`` from a path or an already loaded checkpoint.
-
-    Accepts mmcv's ``{'meta', 'state_dict', 'optimizer'?}`` wrapper, a ``{'model': ...}`` wrapper or a bare state
-    dict, with or without DDP's ``module.`` prefix. The optimizer state of a training checkpoint is ignored.
-    """
-    obj = path_or_state_dict
-    if isinstance(obj, (str, Path)):
-        path = Path(obj)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        obj = _load_tensors_and_numbers(path)
-    if not isinstance(obj, dict):
-        raise TypeError(f"expected a checkpoint dict or a path, got {type(obj).__name__}")
-    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
-    for wrapper in ("state_dict", "model"):
-        if isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    sd = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise ValueError("the checkpoint holds no tensors; is it a SETR segmentation checkpoint?")
-    if any(k.startswith("encoder.blocks.") for k in sd):
-        raise ValueError("this is a setr_edu checkpoint already (keys 'encoder.*'): load it with "
-                         "setr_edu.engine.checkpoint.load_checkpoint or `python -m setr_edu eval --checkpoint PATH`")
-    return sd, meta
-
-
-def _load_tensors_and_numbers(path: Path):
-    """``torch.load(weights_only=True)``, also allowing the numpy scalars and arrays that mmcv writes into
-    ``meta`` (a seed, a palette); any other Python object in the file is refused, nothing is executed."""
-    import importlib
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        try:
-            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception:
-            needed = None
-        if not needed or not all(name.startswith("numpy.") for name in needed):
-            raise ValueError(f"{path} holds Python objects other than tensors and numbers ({needed or err}); setr_edu "
-                             f"only reads checkpoints that cannot run code when loaded") from err
-        import numpy as np
-
-        allowed = [getattr(importlib.import_module(n.rsplit(".", 1)[0]), n.rsplit(".", 1)[1]) for n in needed]
-        allowed += [getattr(np.dtypes, n) for n in np.dtypes.__all__]  # the dtype classes numpy values refer to
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated download, HTML error page, not a checkpoint at all
-        raise ValueError(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}); "
-                         f"is the download complete? delete the file and download it again") from err
-
-
 def count_indexed(sd: dict, pattern: str) -> int:
     """How many distinct ``N`` make ``pattern`` (a regex with one ``(\\d+)`` group) match a key, e.g. the depth."""
     rx = re.compile(pattern)
@@ -131,14 +77,65 @@ def square_grid(num_patches: int) -> int:
     return side
 
 
-def config_ints(meta: dict, name: str) -> list[list[int]]:
-    """Every value of ``name`` (``in_index``, ``mla_index``, ``num_heads`` ...) in the config text that mmcv
-    stores in ``meta['config']``, in order of appearance (decode head first, then the auxiliary heads)."""
-    text = meta.get("config") if isinstance(meta, dict) else None
-    if not isinstance(text, str):
-        return []
-    rx = re.compile(rf"['\"]?\b{name}['\"]?\s*[:=]\s*(\d+|[\(\[][\d,\s]*[\)\]])")
-    return [[int(x) for x in re.findall(r"\d+", m.group(1))] for m in rx.finditer(text)]
+def config_model(meta: dict) -> dict:
+    """The ``model = dict(...)`` of the training config stored in a checkpoint, as a nested dict (``{}`` if none).
+
+    mmcv 1.x stores the config text under ``meta['config']`` (keys in definition order), mmengine (mmsegmentation
+    >= 1.0) under ``meta['cfg']`` (pretty-printed with sorted keys). Both are Python: the text is *parsed* (``ast``),
+    never run, and read by structure (``model['decode_head']['in_index']``), so the order of the keys does not
+    matter. Values that are not literals (names, calls other than ``dict``) become ``None``.
+    """
+    if not isinstance(meta, dict):
+        return {}
+    for key in ("cfg", "config"):
+        text = meta.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["model"]:
+                model = _literal(node.value)
+                if isinstance(model, dict):
+                    return model
+    return {}
+
+
+def _literal(node: ast.AST):
+    """A config value from its syntax tree: literals, lists/tuples/dicts and ``dict(k=v)``; anything else None."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return -node.operand.value if isinstance(node.operand.value, (int, float)) else None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values) if k is not None}
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict" and not node.args:
+        return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg}
+    return None
+
+
+def config_heads(model: dict) -> list[dict]:
+    """The decode head, then the auxiliary heads in their list order (a single aux head may be a dict)."""
+    aux = model.get("auxiliary_head")
+    aux = [aux] if isinstance(aux, dict) else list(aux or [])
+    return [h for h in [model.get("decode_head"), *aux] if isinstance(h, dict)]
+
+
+def as_ints(value) -> list[int] | None:
+    """``23`` -> ``[23]``, ``(5, 11, 17, 23)`` -> ``[5, 11, 17, 23]``; anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                         for v in value):
+        return list(value)
+    return None
 
 
 def infer_encoder(sd: dict, prefix: str, layer: str, names: dict, meta: dict, num_heads: int | None,
@@ -152,9 +149,9 @@ def infer_encoder(sd: dict, prefix: str, layer: str, names: dict, meta: dict, nu
     report.inferred.update(depth=depth, embed_dim=D, patch_size=patch.shape[-1], img_size=grid * patch.shape[-1],
                            mlp_ratio=hidden / D)
     if num_heads is None:
-        from_meta = config_ints(meta, "num_heads")
+        from_meta = as_ints((config_model(meta).get("backbone") or {}).get("num_heads"))
         if from_meta:
-            num_heads, where = from_meta[0][0], "from the checkpoint's meta['config']"
+            num_heads, where = from_meta[0], "from the checkpoint's config (meta['cfg'] or meta['config'])"
         elif D % 64 == 0:
             num_heads, where = D // 64, "assumed: head width 64 as in ViT-B/L and DeiT-B; pass num_heads= if not"
         else:

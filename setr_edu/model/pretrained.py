@@ -1,4 +1,5 @@
-"""Load ImageNet-pretrained ViT weights (timm layout) into a :class:`ViTEncoder` (paper §4, "21K" pre-training).
+"""Load ImageNet-pretrained ViT weights (timm layout) into a :class:`~setr_edu.ViTEncoder` (paper §4, "21K"
+pre-training).
 
 timm and the official SETR code store a ViT as ``cls_token``, ``pos_embed``, ``patch_embed.proj.*`` and
 ``blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.*``; ``ViTEncoder`` uses the same names, so
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io import file_digest, read_checkpoint
 from .encoder import ViTEncoder, resize_pos_embed
 
 # The ImageNet weights the official code starts from (its vit.py ``default_cfgs``; paper §4 and Table 2).
@@ -57,7 +59,7 @@ _DROPPED_PREFIXES = ("norm.", "head.", "fc_norm.", "head_dist.", "pre_logits.", 
 
 @dataclass
 class LoadReport:
-    """What :func:`load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
+    """What :func:`~setr_edu.load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
     checkpoint keys the encoder has no place for; ``dropped``: keys ignored on purpose (final norm, classifier,
     DeiT's distillation token); ``source``: which weights these are (file, hash check, or a named substitute)."""
 
@@ -151,8 +153,6 @@ def verify_file(path: Path, url: str, sha256: str | None) -> str:
     """Check ``path`` against the full ``sha256`` (when known) and the hash prefix in the URL's file name
     (``name-<8 hex>.pth``, the convention of timm, DeiT and mmsegmentation releases). Returns what was verified;
     raises ``ValueError`` (and deletes the file) on a mismatch."""
-    from ..data.download import file_digest  # the SHA-256 of a file, in 1 MiB chunks
-
     actual = file_digest(path, "sha256")
     m = re.search(r"-([0-9a-f]{8,})\.pth?$", url)
     expected = sha256 or (m[1] if m else None)
@@ -206,8 +206,6 @@ def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = Non
     except RuntimeError as err:
         raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: "
                            f"pretrained='timm:{info['timm']}' loads timm's closest tag. {info['note']}") from None
-    from ..convert.common import read_checkpoint  # tensors and numbers only; nothing in the file is executed
-
     sd, _ = read_checkpoint(path)
     return sd, verified
 
