@@ -51,8 +51,8 @@ WIDE_LIMITS = {
     "inputs": {"*": 0},
     "outputs": {"*": 0},
     "listings": {"*": 0},
-    "markdown": {"*": 0, "book/ch12_gpu_training": 3, "book/ch14_inside_setr": 2, "book/ch15_performance": 3,
-                 "book/assignments/index": 3},
+    "markdown": {"*": 0, "book/ch12_gpu_training": 3, "book/ch14_inside_setr": 1, "book/ch15_performance": 3,
+                 "book/assignments/index": 1},
 }
 KIND_LABEL = {"inputs": "code cell inputs", "outputs": "code cell outputs", "listings": "library listings",
               "markdown": "code blocks in the text"}
