@@ -173,7 +173,7 @@ def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
                             "e.g. 'planted_in_text = ",
                             "figures are shown below 90% of their natural width", ": 300 of 800 px",
                             "tables are wider than the column (split or transpose them), e.g. ",
-                            "'planted_table a column far to the right'",
+                            " px: 'planted_table",
                             "inline script emitted twice: 'const plantedTwice = 1;'"]}
     notebooks = [p for p in PAGES if p.is_notebook and book.source_facts(p).cells_with_output]
     if notebooks:  # the book's first executed chapter loses an output and gets a badge to the wrong place
