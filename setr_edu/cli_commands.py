@@ -65,7 +65,7 @@ def _model_from_checkpoint(args):
     The recipe is ``--config`` when given, else the one saved in the checkpoint (or the paper's recipe for a
     released model) with eval's key=value overrides and ``--data-root`` on top."""
     from .engine.build import build_model
-    from .engine.checkpoint import check_compatible, load_checkpoint
+    from .engine.checkpoint import check_compatible, load_checkpoint, nonfinite_weights
     from .recipes import Recipe
 
     if args.checkpoint.split(":", 1)[0] in ("official", "mmseg"):
@@ -78,6 +78,11 @@ def _model_from_checkpoint(args):
     model = build_model(recipe, num_classes)
     check_compatible(state, model, recipe.to_dict(), args.checkpoint)
     model.load_state_dict(state["model"])
+    bad = nonfinite_weights(state["model"])
+    if bad:  # a run that diverged: its predictions are noise, say so before the long evaluation
+        print(f"warning: {len(bad)} weight tensor(s) of {args.checkpoint} hold NaN or inf (e.g. {bad[0]}): the "
+              f"training diverged and predictions from it are meaningless; use an earlier checkpoint, or resume one "
+              f"with a lower lr= (or amp=bf16 / amp=none instead of fp16)", file=sys.stderr)
     meta = dict(meta, iter=state.get("iter"))
     return model.to(device).eval(), recipe, meta, device, num_classes
 

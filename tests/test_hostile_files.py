@@ -17,11 +17,11 @@ import pytest
 import torch
 
 import setr_edu
-from setr_edu.convert import load_mmseg_setr, load_official_setr, read_checkpoint
+from setr_edu.convert import load_mmseg_setr, load_official_setr, official_stand_ins, read_checkpoint
 from setr_edu.engine.checkpoint import CheckpointError, load_checkpoint
 from setr_edu.io import UnsafeCheckpointError, load_checkpoint_file
 
-FIX = Path(__file__).parent / "fixtures" / "official-setr"
+FIX = official_stand_ins()  # tiny checkpoints written by the official code, shipped with the package
 
 
 class _Gadget:
@@ -212,3 +212,14 @@ def test_pickle_protocol_fallback_is_refused_too(tmp_path):
     with pytest.raises((UnsafeCheckpointError, ValueError)):
         load_checkpoint_file(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"PK" + bytes(range(200)), b"\x80" + bytes(200), b"<html>not found</html>"])
+def test_unreadable_files_get_one_line_and_never_the_advice_to_disable_the_check(tmp_path, content):
+    """torch's own message suggests ``weights_only=False``, which would run code: never passed on to users."""
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint_file(path)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    assert "download it again" in str(err.value)
