@@ -16,5 +16,5 @@ VARIANTS = ("naive", "pup", "mla", "pup_deit")
 
 
 def official_stand_ins() -> Path:
-    """The folder holding ``<variant>.pth`` and ``<variant>_io.pt`` for every name in :data:`VARIANTS`."""
+    """The folder holding ``<variant>.pth`` and ``<variant>_io.pt`` for every name in ``VARIANTS``."""
     return Path(__file__).with_name("official_setr")

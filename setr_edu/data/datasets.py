@@ -90,7 +90,7 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
 
 def read_image(path) -> np.ndarray:
     """The image at ``path`` as RGB ``uint8 (H, W, 3)``, as a viewer shows it: EXIF orientation applied,
-    16-bit and float images scaled to 8 bits (:func:`_to_rgb8`); ``BadFileError`` naming the file if it cannot
+    16-bit and float images scaled to 8 bits (``_to_rgb8``); ``BadFileError`` naming the file if it cannot
     be decoded (random bytes, a truncated JPEG, a text file with an image suffix)."""
     try:
         with Image.open(path) as im:

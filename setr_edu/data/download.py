@@ -49,7 +49,7 @@ ADE20K_ZIP = Resource("http://data.csail.mit.edu/places/ADEchallenge/ADEChalleng
 #: The Google Drive folder where the book (ch12) and these instructions keep the ADE20K zip between Colab sessions;
 #: ch12's code builds the same path from it (tests/test_archives.py checks they agree).
 COLAB_DRIVE_DIR = "/content/drive/MyDrive/setr-edu"
-#: The ADE20K zip on Google Drive: ``--archive`` of ``python -m setr_edu data ade20k`` on Colab.
+#: Where the ADE20K zip is kept on Google Drive (``--archive`` of ``python -m setr_edu data ade20k`` on Colab).
 COLAB_ARCHIVE = f"{COLAB_DRIVE_DIR}/{ADE20K_ZIP.filename}"
 
 INSTRUCTIONS = {
@@ -189,8 +189,8 @@ CHUNK = 1 << 20
 
 
 class UnpackBudget:
-    """How many bytes an archive may unpack to; :meth:`declare` checks the sizes its headers declare before
-    anything is written, :meth:`spend` counts the bytes actually written (a header can lie)."""
+    """How many bytes an archive may unpack to; ``declare`` checks the sizes its headers declare before
+    anything is written, ``spend`` counts the bytes actually written (a header can lie)."""
 
     def __init__(self, limit: int, archive, why: str = ""):
         self.limit, self.archive, self.why, self.declared, self.written = limit, archive, why, 0, 0
@@ -230,8 +230,8 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None)
     Members go to a temporary folder ``dest/.extracting-<name>`` and are moved into place only after the whole
     archive was read; any failure removes that folder and raises one :class:`ArchiveError`. Refused: members that
     would land outside ``dest``, links and devices (dataset archives hold only files and folders), a corrupt
-    archive, and more than ``max_bytes`` unpacked (default: :data:`MAX_RATIO` x the archive's size + 1 MiB, at
-    most :data:`MAX_UNPACKED_BYTES`; checked on the declared sizes first, then on the bytes written). A folder
+    archive, and more than ``max_bytes`` unpacked (default: ``MAX_RATIO`` x the archive's size + 1 MiB, at
+    most ``MAX_UNPACKED_BYTES``; checked on the declared sizes first, then on the bytes written). A folder
     that already exists in ``dest`` is merged into (files of the same name replaced), never deleted."""
     archive, dest = Path(archive), Path(dest)
     if max_bytes is None:

@@ -53,7 +53,7 @@ class MemoryEstimate:
 
     ``total`` is the peak, the number to compare with ``torch.cuda.max_memory_allocated``: weights + optimizer
     state + the larger of **backward start** (activations + transient, + grads when held) and **backward end**
-    (every gradient + one block's activations). :meth:`at_peak` gives the parts of that moment.
+    (every gradient + one block's activations). ``at_peak()`` gives the parts of that moment.
     """
 
     params: int

@@ -8,7 +8,7 @@ The estimate is arithmetic, not a measurement:
   (:data:`setr_edu.perf.timing.PEAK_TFLOPS`: fp16 on a T4 or V100, bf16 from the A100 on) times the model FLOPs
   utilisation ``mfu`` (:func:`setr_edu.perf.timing.mfu`, PaLM's definition, recompute excluded: the same number
   ``bench`` and ``benchmarks/gpu_check.py`` measure, so a measured MFU can be passed in as it is). By default it
-  is **assumed**: the GPU executes 25% of its peak on the FLOPs it runs (:data:`ASSUMED_HFU`), which is an MFU
+  is **assumed**: the GPU executes 25% of its peak on the FLOPs it runs (``ASSUMED_HFU``), which is an MFU
   of 0.25 without checkpointing and 0.25 x model / (model + recompute) = about 0.195 for T-Large with it;
 * the data pipeline: if it delivers fewer images per second than the GPU trains, the data sets the pace;
 * validation: sliding windows over the dataset's validation images (their typical size after the test resize).
@@ -71,7 +71,7 @@ def expected_time(recipe: Recipe, gpu: str = "Tesla T4", mfu: float | None = Non
     """Expected wall time of ``recipe`` on one ``gpu`` (see the module docstring for what is assumed).
 
     ``mfu``: model FLOPs utilisation of training (:func:`setr_edu.perf.timing.mfu`, e.g. measured by
-    ``gpu_check``); ``None``: assumed from :data:`ASSUMED_HFU` (returned as ``mfu``, with ``mfu_assumed`` 1.0).
+    ``gpu_check``); ``None``: assumed from ``ASSUMED_HFU`` (returned as ``mfu``, with ``mfu_assumed`` 1.0).
     Returns ``amp``, ``peak_tflops``, ``mfu``, ``mfu_assumed``, ``train_tflops_per_image`` (model FLOPs),
     ``images_per_s`` (the slower of GPU and data), ``data_bound`` (1.0 if the data sets the pace),
     ``seconds_per_iter``, ``val_minutes`` (one validation), ``hours_to_first_val`` (training up to the first

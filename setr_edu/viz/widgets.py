@@ -12,7 +12,7 @@ Row ``q`` of one head, folded back onto the ``h x w`` patch grid, is a picture: 
 * :meth:`AttentionExplorer.live_widget`: any query patch (row/column sliders). A Python callback redraws an
   ``ipywidgets.Image``, so it needs a running kernel (Jupyter, Colab); the static book shows its initial state.
 
-Both widgets are built only from models that ipywidgets 7 and 8 share (:data:`SHARED_MODELS`), whichever version
+Both widgets are built only from models that ipywidgets 7 and 8 share (``SHARED_MODELS``), whichever version
 the kernel has, so the saved state names no model a 7 front end (Colab ships ipywidgets 7.7) lacks: a ``Tab``
 with its tab bar hidden stands in for 8's ``Stack``, and the notes are ``Output`` widgets holding HTML (8's
 ``HTML`` widget brings an ``HTMLStyleModel`` that 7 does not have).
