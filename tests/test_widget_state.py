@@ -59,9 +59,6 @@ def test_the_planted_8_only_widget_is_caught():
     assert "HTMLStyleModel" in {m["model_name"] for m in state.values()} - SHARED_MODELS
 
 
-@pytest.mark.xfail(strict=True, reason="ch14 not yet re-executed with these widgets (its kernel died twice on the "
-                   "loaded helper machine): python book/_scripts/execute_notebooks.py book/ch14_inside_setr.ipynb, "
-                   "then delete this marker")
 def test_ch14_stored_state_is_drawable_by_ipywidgets_7_and_8():
     nb = json.loads(CH14.read_text())
     state = nb["metadata"]["widgets"][STATE_MIME]["state"]
