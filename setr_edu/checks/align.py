@@ -53,6 +53,10 @@ def signature(m: nn.Module) -> tuple:
     return tuple(sorted(t.numel() for t in _params(m).values()))
 
 
+def _shapes(m: nn.Module) -> str:
+    return ", ".join(f"{k} {tuple(t.shape)}" for k, t in _params(m).items())
+
+
 def describe_unit(path: str, m: nn.Module) -> str:
     shapes = ", ".join(f"{k} {tuple(t.shape)}" for k, t in _state(m).items())
     return f"`{path}` ({type(m).__name__}: {shapes})"
@@ -110,10 +114,19 @@ class Alignment:
     missing: list[str] = field(default_factory=list)  # reference layers nothing was matched to
     extra: list[str] = field(default_factory=list)  # student layers that match no reference layer
     ambiguous: list[list[str]] = field(default_factory=list)  # groups of student layers placed by order only
+    # (student path, reference path, student shapes, reference shapes): a layer of the right kind and wrong size
+    misfits: list[tuple[str, str, str, str]] = field(default_factory=list)
 
-    def messages(self) -> list[str]:
-        return ([f"your module has no layer for the reference's {', '.join(self.missing)}"] if self.missing else []) \
-            + ([f"layers that match none of the assignment's: {', '.join(self.extra)}"] if self.extra else [])
+    def messages(self, name: Callable[[str], str] | None = None) -> list[str]:
+        """Plain-words problems; ``name(reference path)`` says what a reference layer is (default: its path)."""
+        name = name or (lambda r: f"the reference's `{r}`")
+        out = [f"your `{s}` stands where the assignment has {name(r)}, but holds {mine} instead of {want}: check its "
+               "kernel size, channels and bias" for s, r, mine, want in self.misfits]
+        fitted = {r for _, r, _, _ in self.misfits}
+        missing = [name(r) for r in self.missing if r not in fitted]
+        extra = [e for e in self.extra if not any(e.startswith(f"`{s}`") for s, _, _, _ in self.misfits)]
+        return out + ([f"your module has no layer for {', '.join(missing)}"] if missing else []) \
+            + ([f"layers that match none of the assignment's: {', '.join(extra)}"] if extra else [])
 
     def ambiguity(self) -> str:
         """One sentence naming the layers whose role could only be guessed from their definition order."""
@@ -225,6 +238,12 @@ def align(student: nn.Module, reference: nn.Module, run: Callable[[nn.Module], o
             res.pairs[s], res.by[s] = r, "order"
         res.missing += rs[len(ss):]
         res.extra += [describe_unit(s, s_units[s]) for s in ss[len(rs):]]
+    left = [s for s in s_units if s not in res.pairs]  # a layer of the right kind and the wrong size: say so
+    for r in res.missing:
+        s = next((s for s in left if type(s_units[s]) is type(r_units[r])), None)
+        if s is not None:
+            left.remove(s)
+            res.misfits.append((s, r, _shapes(s_units[s]), _shapes(r_units[r])))
         if min(len(rs), len(ss)) > 1 and run is not None:
             res.ambiguous.append(ss[:len(rs)])
     res.ok = not res.extra

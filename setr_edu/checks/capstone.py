@@ -10,6 +10,8 @@ Interfaces the assignment asks for:
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -53,7 +55,7 @@ def check_trained_model(model, verbose: bool = True) -> CheckResult:
     """Grade a trained SETR on the synthetic val split against the run profile's target mIoU."""
     P = get_profile()
     target = TARGETS[P.name]
-    g = Grader("A6", "trained_model", f"trained model (profile {P.name})", tests=3, verbose=verbose,
+    g = Grader("A6", "trained_model", f"trained model (profile {P.name})", tests=2, verbose=verbose,
                inputs_test=False)
     with g.run():
         if not isinstance(model, nn.Module):
@@ -72,17 +74,18 @@ def check_trained_model(model, verbose: bool = True) -> CheckResult:
                     f"the model predicts {got[1]} classes; build it with num_classes=dataset.num_classes = "
                     f"{val.num_classes}" if isinstance(out, torch.Tensor) and got[1] != val.num_classes else
                     "the logits must come back at the input resolution")
-            g.test(got == want, f"model(x) gives logits {want} = (B, K, H, W)",
-                   f"model(x) gives {got}, expected logits (B, K, H, W) = {want}", hint, stop=True)
+            g.require(got == want, f"model(x) gives logits {want} = (B, K, H, W)",
+                      f"model(x) gives {got}, expected logits (B, K, H, W) = {want}", hint)
             metric, baseline = evaluate(model, val)
         finally:
             model.train(was_training)
         r, b = metric.compute(), baseline.compute()
         miou, base = float(r["mIoU"]), float(b["mIoU"])
         g.test(miou > base + 0.01, f"beats predicting background everywhere (mIoU {base:.3f})",
-               f"mIoU {miou:.3f} is no better than predicting background everywhere ({base:.3f})",
-               "the model has not learned the shapes yet: check the loss goes down (cross-entropy with "
-               "ignore_index=255), the learning rate, and that you train for the profile's iterations")
+               f"mIoU {miou:.3f} is no better than predicting background everywhere ({base:.3f}): the model has "
+               "learned nothing", "not implemented yet, or not trained: write `train`, run its cell and the "
+               "training cell, and check the loss goes down (cross-entropy with ignore_index=255, the learning "
+               "rate, the profile's iterations)", stop=True)
         g.test(miou >= target, f"mIoU {miou:.3f} on {len(val)} val images reaches the target {target:.2f} for "
                f"profile {P.name}", f"mIoU {miou:.3f} on {len(val)} val images is below the target {target:.2f} "
                f"for profile {P.name}", "train longer or with a larger learning rate; look at which classes fail")
@@ -94,22 +97,33 @@ def check_trained_model(model, verbose: bool = True) -> CheckResult:
 
 
 class ColourRule(nn.Module):
-    """A fixed toy "model" for grading ``worst_images``: a seeded 1x1 convolution on the colours."""
+    """A fixed toy "model" for grading ``worst_images``: seeded 1x1 convolutions on the colours, with a BatchNorm
+    (running statistics that differ from any batch's) and a dropout, so that it predicts differently in train mode
+    and a ``worst_images`` that forgets ``model.eval()`` is caught, like a real SETR would be affected."""
 
-    def __init__(self, num_classes: int, seed: int = 0):
+    def __init__(self, num_classes: int, seed: int = 0, hidden: int = 8):
         super().__init__()
-        self.conv = nn.Conv2d(3, num_classes, 1)
+        self.conv = nn.Conv2d(3, hidden, 1)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.drop = nn.Dropout(0.5)
+        self.cls = nn.Conv2d(hidden, num_classes, 1)
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
-            self.conv.bias.copy_(torch.randn(num_classes, generator=g) + torch.eye(num_classes)[0] * 2)
+            self.conv.bias.copy_(torch.randn(hidden, generator=g))
+            self.bn.running_mean.copy_(torch.randn(hidden, generator=g))
+            self.bn.running_var.copy_(0.5 + torch.rand(hidden, generator=g))
+            self.cls.weight.copy_(torch.randn(self.cls.weight.shape, generator=g))
+            self.cls.bias.copy_(torch.randn(num_classes, generator=g) + torch.eye(num_classes)[0] * 2)
 
     def forward(self, x):
-        return self.conv(x)
+        return self.cls(self.drop(torch.relu(self.bn(self.conv(x)))))
 
 
 def image_scores(model: nn.Module, dataset, kind: str = "miou") -> torch.Tensor:
-    """One score per image: its mIoU, or (the plausible mistakes) accuracy / mean IoU with absent classes = 0."""
+    """One score per image (model in eval mode): its mIoU, or (the plausible mistakes) accuracy / mean IoU with
+    absent classes = 0."""
+    model = copy.deepcopy(model).eval()
     scores = []
     with torch.no_grad():
         for i in range(len(dataset)):
@@ -148,16 +162,25 @@ def ranking_matches(idx: list[int], scores: dict) -> list[tuple]:
             if picks_match(idx, scores[kind], descending=(order == "best"), ordered=(order != "worst_set"))]
 
 
+EVAL_HINT = ("run the model in eval mode: call model.eval() before scoring (and torch.no_grad()). In train mode "
+             "BatchNorm normalises with each image's own statistics and updates its running statistics, and "
+             "dropout drops activations at random, so the scores change from call to call.")
+
+
 def check_worst_images(fn, verbose: bool = True) -> CheckResult:
     """Grade ``fn(model, dataset, k) -> indices`` of the k lowest per-image mIoUs, worst first.
 
-    A hint names a wrong ranking only when it is the one ranking that explains the student's picks."""
+    The grader's model arrives in train mode, as a model fresh from training does: ``fn`` must switch it to eval
+    mode. A hint names a wrong ranking only when it is the one ranking that explains the student's picks."""
     g = Grader("A6", "worst_images", "worst images", tests=3, verbose=verbose, inputs_test=False)
     with g.run():
         for i, (n, k, seed) in enumerate([(10, 4, 7), (6, 1, 8)]):
             ds = SyntheticContextDataset(n, img_size=32, split="test", seed=seed)
-            model = ColourRule(ds.num_classes, seed=seed).eval()
+            model = ColourRule(ds.num_classes, seed=seed).train()
+            scores = {kind: image_scores(model, ds, kind) for kind in ("miou", "acc", "zero")}
+            stats = model.bn.running_mean.clone()
             out = fn(model, ds, k)
+            train_mode = not torch.equal(stats, model.bn.running_mean)  # BatchNorm ran with batch statistics
             try:
                 idx = [int(j) for j in out]
             except (TypeError, ValueError):
@@ -165,12 +188,19 @@ def check_worst_images(fn, verbose: bool = True) -> CheckResult:
             if i == 0:
                 g.test(len(idx) == k and len(set(idx)) == k and all(0 <= j < n for j in idx),
                        f"returns {k} different indices into the dataset",
-                       f"expected {k} different indices in [0, {n}), got {idx}", stop=True)
-            scores = {kind: image_scores(model, ds, kind) for kind in ("miou", "acc", "zero")}
-            if len(idx) == k and picks_match(idx, scores["miou"], descending=False):
+                       f"expected {k} different indices in [0, {n}), got {idx}",
+                       EVAL_HINT if train_mode else "", stop=True)
+            if len(idx) == k and picks_match(idx, scores["miou"], descending=False) and not train_mode:
                 g.ok(f"the {k} lowest per-image mIoUs of {n} images, worst first")
                 continue
-            matches = ranking_matches(idx, scores) if len(idx) == k else []
+            if train_mode:
+                g.fail(f"the model ran in train mode (got {idx})", EVAL_HINT)
+                continue
+            if len(idx) != k:
+                g.fail(f"expected {k} indices for k={k}, got {len(idx)}: {idx}",
+                       "k is an argument: return the first k indices of the ranking ([:k]), not a fixed number")
+                continue
+            matches = ranking_matches(idx, scores)
             bugs = [RANKINGS[matches[0]]] if len(matches) == 1 else []
             g.fail(f"not the {k} lowest per-image mIoUs of {n} images, worst first (got {idx})",
                    bugs or "score each image alone (SegmentationMetric or confusion_matrix on that image), then "
