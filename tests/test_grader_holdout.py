@@ -14,25 +14,13 @@ import textwrap
 
 import pytest
 
-from test_grader_variants import run_variant
+from test_grader_variants import first_hint, run_variant
 
 H = []  # (id, call, source, expect): expect None = valid, else a phrase the first hint must contain
 
 
 def case(vid: str, call: str, expect: str | None, source: str) -> None:
     H.append((vid, call, textwrap.dedent(source), expect))
-
-
-def first_hint(report: str) -> str:
-    """The [FAIL] line and the hint lines right under it (the student's first piece of advice)."""
-    lines = report.splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith("  [FAIL]"))
-    out = [lines[i]]
-    for line in lines[i + 1:]:
-        if not line.startswith("         "):
-            break
-        out.append(line)
-    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------------------------- A1 patchify
@@ -272,7 +260,7 @@ class MyHead(nn.Module):
         x = self.cls(x)
         return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
 """
-case("pup-bn-eps-1e-3", "check_decoder(MyHead, kind='pup')", "eps=0.001",
+case("pup-bn-eps-1e-3", "check_decoder(MyHead, kind='pup')", "eps=1e-3",
      PUP.replace("nn.BatchNorm2d(channels)", "nn.BatchNorm2d(channels, eps=1e-3)"))
 case("pup-conv-padding-0", "check_decoder(MyHead, kind='pup')", "padding=0",
      PUP.replace("3, padding=1)", "3)"))

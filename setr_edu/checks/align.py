@@ -284,6 +284,14 @@ def _setting(m: nn.Module, name: str):
     return None
 
 
+def _fmt(v) -> str:
+    """``1e-05`` -> ``1e-5``, ``0.001`` -> ``1e-3``; anything else as Python writes it."""
+    if isinstance(v, float) and 0 < abs(v) < 0.01:
+        m, e = f"{v:.0e}".split("e")
+        return f"{m}e{int(e)}" if float(f"{m}e{e}") == v else repr(v)
+    return str(v)
+
+
 def config_differences(student: nn.Module, alignment: Alignment, reference: nn.Module) -> list[str]:
     """One sentence per matched layer whose settings (eps, kernel size, stride, padding...) differ from its
     reference layer's, e.g. "your `bns.0` (BatchNorm2d) has eps=0.001; the reference's has eps=1e-05"."""
@@ -297,7 +305,7 @@ def config_differences(student: nn.Module, alignment: Alignment, reference: nn.M
             if a is not None and b is not None and a != b:
                 diffs.append((name, a, b))
         if diffs:
-            mine = ", ".join(f"{n}={a}" for n, a, _ in diffs)
-            want = ", ".join(f"{n}={b}" for n, _, b in diffs)
+            mine = ", ".join(f"{n}={_fmt(a)}" for n, a, _ in diffs)
+            want = ", ".join(f"{n}={_fmt(b)}" for n, _, b in diffs)
             out.append(f"your `{s}` ({type(sm).__name__}) has {mine}; the assignment's layer has {want}")
     return out

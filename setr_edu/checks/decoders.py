@@ -238,8 +238,8 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
                 else:
                     variant = lambda **o: uphead_variant(ref, zs[0], c["out"], **o)  # noqa: E731
                     axes = UPHEAD_AXES
-                bugs = config_differences(student, al, ref) or diagnose(out, axes, variant) or \
-                    diagnose(out_order, axes, variant)
+                bugs = config_differences(student, al, ref) + (diagnose(out, axes, variant) or
+                                                                diagnose(out_order, axes, variant) or [])
             where = [stage_diagnosis(student, ref, al, run), "" if bugs else al.ambiguity()]
             g.fail(f"values differ from setr_edu's SETR-{kind} decoder with the same weights",
                    (bugs or []) + [w for w in where if w] or "compare each stage with the table", stop=True)

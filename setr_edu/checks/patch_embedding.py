@@ -164,8 +164,8 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
         if close(out, want):
             g.ok("values match setr_edu.PatchEmbedding with the same weights")
         else:
-            bugs = config_differences(student, align(student, ref), ref) or \
-                diagnose(out, EMBED_AXES, lambda **o: embedding_variant(ref, x, **o))
+            bugs = config_differences(student, align(student, ref), ref) + \
+                (diagnose(out, EMBED_AXES, lambda **o: embedding_variant(ref, x, **o)) or [])
             g.fail("values differ from setr_edu.PatchEmbedding with the same weights",
                    bugs or "Check the order of the patches (row-major) and of the pixels inside a patch.", stop=True)
         good = []  # other channel counts, patch and image sizes: nothing may be hard-coded

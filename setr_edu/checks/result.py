@@ -34,6 +34,10 @@ LOG_ENV = "SETR_EDU_GRADE_LOG"
 OFFICIAL = {"active": False}  # set by grade.official() while the grading command's own check calls run
 
 
+IN_PLACE_FIX = ("write new tensors instead: x = x + f(x), not x += f(x); q = q / s, not q /= s; no x.mul_(...) "
+                "or x[...] = ... on a tensor you were given (clone it first)")
+
+
 class StopCheck(Exception):
     """Raised inside a grader to stop after a failed step that later steps depend on."""
 
@@ -91,7 +95,7 @@ class Grader:
         self.result = CheckResult(assignment, part, title, False, 0.0, float(points(assignment, part)), 0,
                                   tests + int(inputs_test))
         self.verbose, self.inputs_test = verbose, inputs_test
-        self.calls, self.modified = 0, []
+        self.calls, self.modified, self.told_in_place = 0, [], False
         self.where = ""  # the input being tried, for messages: set with case()
         self.explain = None  # optional () -> [hints]: what the grader already knows, shown first after a crash
 
@@ -119,7 +123,12 @@ class Grader:
             self.result.messages.append(f"         {message}")  # a further problem of a test already counted
         else:
             self.result.messages.append(f"  [FAIL] {message}")
-        for h in ([hint] if isinstance(hint, str) else hint):
+        hints = [hint] if isinstance(hint, str) else list(hint)
+        if self.modified and not self.told_in_place:  # the likely cause of this failure: say it first
+            self.told_in_place = True
+            hints.insert(0, f"your code modifies its input in place ({self.modified[0]}), which changes what "
+                            "it computes from: " + IN_PLACE_FIX)
+        for h in hints:
             if h:
                 self.result.messages.append(f"         {h}")
         if stop:
@@ -174,8 +183,7 @@ class Grader:
             if self.modified:
                 self.fail(f"your code modifies its input in place ({self.modified[0]}): the caller's tensor is "
                           "changed after the call",
-                          "write new tensors instead: x = x + f(x), not x += f(x); q = q / s, not q /= s; no "
-                          "x.mul_(...) or x[...] = ... on a tensor you were given (clone it first)")
+                          IN_PLACE_FIX)
             elif r.tests_passed:
                 self.ok("leaves the tensors it is given unchanged (no in-place changes to its inputs)")
         shown = sum(m.startswith(("  [ok]", "  [FAIL]")) for m in r.messages)

@@ -131,8 +131,8 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
                    stop=True)
         else:
             with torch.no_grad():
-                bugs = config_differences(student, al, ref) or diagnose(
-                    out, BLOCK_AXES, lambda **o: block_variant(ref, x, **o))
+                bugs = config_differences(student, al, ref) + (diagnose(
+                    out, BLOCK_AXES, lambda **o: block_variant(ref, x, **o)) or [])
                 where = block_stages(student, ref, al, forward_on(x))
             g.fail("values differ from setr_edu.TransformerBlock with the same weights",
                    (bugs or []) + [where] if bugs or where else
@@ -140,8 +140,8 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
         x_low = seeded(2, 7, D, seed=7, scale=1e-3)  # tokens of small variance: LayerNorm's eps matters
         with torch.no_grad():
             out_low, want_low = g.call(student, x_low, what="forward changes x"), ref(x_low)
-            bugs = None if close(out_low, want_low) else (config_differences(student, al, ref) or diagnose(
-                out_low, BLOCK_AXES, lambda **o: block_variant(ref, x_low, **o)))
+            bugs = None if close(out_low, want_low) else (config_differences(student, al, ref) + (diagnose(
+                out_low, BLOCK_AXES, lambda **o: block_variant(ref, x_low, **o)) or []))
         g.test(close(out_low, want_low), "also right on tokens of small variance (std 0.001)",
                "right on the first input but not on tokens of small variance (std 0.001)",
                bugs or "LayerNorm divides by sqrt(var + eps): check eps=1e-6 in both norms")
