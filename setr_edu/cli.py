@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the mIoU each should reproduce", description="The trained SETR models released by the paper's "
                    "authors (official:) and by mmsegmentation (mmseg:), with their README and paper mIoU.")
 
-    from .data.download import add_arguments as data_arguments
+    from .data.prepare import add_arguments as data_arguments
 
     p = sub.add_parser("data", help="get a dataset: download ADE20K, unpack, check the layout, or say what to do",
                        description="Make a dataset ready in --root: ADE20K is downloaded (resumable, md5-checked; "

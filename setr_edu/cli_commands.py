@@ -175,7 +175,8 @@ def cmd_predict(args) -> int:
 
     from .data.datasets import BadFileError, read_image
     from .data.transforms import to_tensor
-    from .engine.inference import colorize, predict
+    from .data.palettes import colorize
+    from .engine.inference import predict
 
     scales, flip = _scales(args)
     paths = _image_paths(args.images)
@@ -247,7 +248,7 @@ def _output_stems(paths: list[Path]) -> list[str]:
 
 
 def _default_palette(k: int):
-    from .viz.palette import generic_palette
+    from .data.palettes import generic_palette
 
     return generic_palette(k)
 
@@ -276,6 +277,6 @@ def cmd_released(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data.download import command
+    from .data.prepare import command
 
     return command(args)

@@ -18,7 +18,7 @@ import typing
 from dataclasses import replace
 
 from .profile import PROFILES, Profile
-from .recipes import Recipe
+from .recipe_schema import Recipe
 
 
 # --- the synthetic context task ---------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def test_checkpoint_with_numpy_meta_loads_and_code_is_refused(tmp_path):
     torch.save({"meta": {**meta, "seed": np.int64(3), "palette": np.array([[1, 2, 3]])}, "state_dict": sd}, path)
     assert load_official_setr(path).conversion_report.loaded == 336
     torch.save({"meta": {"hook": torch.nn.ReLU()}, "state_dict": sd}, tmp_path / "obj.pth")
-    with pytest.raises(ValueError, match="cannot run code when loaded"):
+    with pytest.raises(ValueError, match="refused, nothing in it was run"):
         read_checkpoint(tmp_path / "obj.pth")
 
 

@@ -89,6 +89,7 @@ def test_synthetic_custom_transforms_are_applied():
 import colorsys  # noqa: E402
 
 from setr_edu.data import transforms as T  # noqa: E402
+from setr_edu.data.pipelines import test_pipeline, train_pipeline  # noqa: E402
 
 
 def _coord_image(h, w):
@@ -190,7 +191,7 @@ def test_normalize_pad_totensor():
 def test_train_pipeline_end_to_end_is_reproducible_with_a_seeded_rng():
     img, _ = _coord_image(60, 80)
     lab = (np.arange(80)[None].repeat(60, 0) // 20).astype(np.uint8)
-    pipe = T.train_pipeline(crop=48, img_scale=(80, 60))
+    pipe = train_pipeline(crop=48, img_scale=(80, 60))
     a = pipe(img, lab, np.random.default_rng(5))
     b = pipe(img, lab, np.random.default_rng(5))
     assert a[0].shape == (3, 48, 48) and a[1].shape == (48, 48)
@@ -198,7 +199,7 @@ def test_train_pipeline_end_to_end_is_reproducible_with_a_seeded_rng():
     assert set(a[1].unique().tolist()) <= {0, 1, 2, 3, 255}
     outs = [pipe(img, lab, np.random.default_rng(s))[1] for s in range(6)]
     assert any(not torch.equal(outs[0], o) for o in outs[1:])
-    x, y = T.test_pipeline((40, 30))(img, lab)
+    x, y = test_pipeline((40, 30))(img, lab)
     assert x.shape == (3, 30, 40) and y.shape == (60, 80)  # label stays at the original size
 
 

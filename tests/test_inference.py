@@ -126,7 +126,7 @@ def test_protocol_sizes_hand_computed():
 @pytest.mark.parametrize("hw, expected", [((375, 500), (520, 693)), ((500, 375), (693, 520)), ((333, 500), (520, 781))])
 def test_pascal_context_test_resize_short_side_520(hw, expected):
     """fudan-zvg/SETR (first commit) Resize(dataset='pascal_context'): short side -> 520, long side unbounded."""
-    from setr_edu.data.transforms import test_pipeline
+    from setr_edu.data.pipelines import test_pipeline
 
     image, label = np.zeros((*hw, 3), np.uint8), np.zeros(hw, np.uint8)
     for fast in (True, False):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from setr_edu.data import transforms as T
 from setr_edu.data import fast_transforms as FT
+from setr_edu.data.pipelines import test_pipeline, train_pipeline
 from setr_edu.perf.data_bench import reference_pipeline, synthetic_scene
 
 STD = torch.tensor(T.IMAGENET_STD)[:, None, None]
@@ -71,8 +72,8 @@ def _run_both(pipe, image, label, seed):
 
 
 def test_fast_pipeline_agrees_with_the_readable_one():
-    plain = T.train_pipeline(96, (200, 100), photometric=False)
-    full = T.train_pipeline(96, (200, 100))
+    plain = train_pipeline(96, (200, 100), photometric=False)
+    full = train_pipeline(96, (200, 100))
     assert isinstance(full, FT.FastCompose) and type(full.readable()) is T.Compose
     means = []
     for seed in range(40):
@@ -90,7 +91,7 @@ def test_fast_pipeline_agrees_with_the_readable_one():
 
 
 def test_fast_pipeline_is_mmsegs_opencv_pipeline():
-    ours, ref = T.train_pipeline(96, (200, 100)), reference_pipeline(96, (200, 100))
+    ours, ref = train_pipeline(96, (200, 100)), reference_pipeline(96, (200, 100))
     for seed in range(30):
         image, label = SCENES[seed % len(SCENES)]
         r1, r2 = np.random.default_rng(seed), np.random.default_rng(seed)
@@ -102,7 +103,7 @@ def test_fast_pipeline_is_mmsegs_opencv_pipeline():
 
 def test_test_pipeline_fast_keeps_the_label_and_other_inputs():
     image, label = SCENES[4]
-    fast, readable = T.test_pipeline((256, 48)), T.test_pipeline((256, 48), fast=False)
+    fast, readable = test_pipeline((256, 48)), test_pipeline((256, 48), fast=False)
     (xa, ya), (xb, yb) = readable(image, label), fast(image, label)
     assert xa.shape == xb.shape == (3, 68, 48) and torch.equal(ya, yb) and ya.shape == (90, 64)
     assert _levels(xa, xb).max() <= 1.0001

@@ -1,4 +1,4 @@
-"""What both converters share: reading a checkpoint, the conversion report, the ViT's shape from its tensors,
+"""What both converters share: the conversion report, the ViT's shape from its tensors,
 and copying weights by a key map.
 
 A converter is a *key map*: for every tensor of the setr_edu model, the name of the checkpoint tensor it comes
@@ -12,12 +12,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..config import EncoderConfig
+from ..io import read_checkpoint  # noqa: F401  (re-exported: setr_edu.convert.read_checkpoint)
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -57,61 +57,6 @@ class ConversionReport:
 
 def _short(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (f" ... (+{len(keys) - n})" if len(keys) > n else "")
-
-
-def read_checkpoint(path_or_state_dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(state_dict, meta)`` from a path or an already loaded checkpoint.
-
-    Accepts mmcv's ``{'meta', 'state_dict', 'optimizer'?}`` wrapper, a ``{'model': ...}`` wrapper or a bare state
-    dict, with or without DDP's ``module.`` prefix. The optimizer state of a training checkpoint is ignored.
-    """
-    obj = path_or_state_dict
-    if isinstance(obj, (str, Path)):
-        path = Path(obj)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        obj = _load_tensors_and_numbers(path)
-    if not isinstance(obj, dict):
-        raise TypeError(f"expected a checkpoint dict or a path, got {type(obj).__name__}")
-    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
-    for wrapper in ("state_dict", "model"):
-        if isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    sd = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise ValueError("the checkpoint holds no tensors; is it a SETR segmentation checkpoint?")
-    if any(k.startswith("encoder.blocks.") for k in sd):
-        raise ValueError("this is a setr_edu checkpoint already (keys 'encoder.*'): load it with "
-                         "setr_edu.engine.checkpoint.load_checkpoint or `python -m setr_edu eval --checkpoint PATH`")
-    return sd, meta
-
-
-def _load_tensors_and_numbers(path: Path):
-    """``torch.load(weights_only=True)``, also allowing the numpy scalars and arrays that mmcv writes into
-    ``meta`` (a seed, a palette); any other Python object in the file is refused, nothing is executed."""
-    import importlib
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        try:
-            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception:
-            needed = None
-        if not needed or not all(name.startswith("numpy.") for name in needed):
-            raise ValueError(f"{path} holds Python objects other than tensors and numbers ({needed or err}); setr_edu "
-                             f"only reads checkpoints that cannot run code when loaded") from err
-        import numpy as np
-
-        allowed = [getattr(importlib.import_module(n.rsplit(".", 1)[0]), n.rsplit(".", 1)[1]) for n in needed]
-        allowed += [getattr(np.dtypes, n) for n in np.dtypes.__all__]  # the dtype classes numpy values refer to
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated download, HTML error page, not a checkpoint at all
-        raise ValueError(f"could not read {path} as a PyTorch checkpoint ({type(err).__name__}: {err}); "
-                         f"is the download complete? delete the file and download it again") from err
 
 
 def count_indexed(sd: dict, pattern: str) -> int:

@@ -1,7 +1,8 @@
 """Data: the synthetic context task, real dataset loaders, joint transforms (readable and fast), DataLoader settings
 and download helpers."""
 from .datasets import ADE20K, Cityscapes, DatasetNotFoundError, FolderDataset, PascalContext, SegmentationDataset
-from .download import ChecksumError, download_ade20k, download_url, extract, instructions, prepare
+from .download import ChecksumError, download_ade20k, download_url, extract, instructions
+from .prepare import prepare
 from .fast_transforms import FastCompose
 from .loader import default_num_workers, loader_kwargs, resolve_num_workers
 from .synthetic import SyntheticContextDataset
@@ -17,7 +18,6 @@ from .transforms import (
     RandomResize,
     SeededTransforms,
     ToTensor,
-    test_pipeline,
     to_tensor,
-    train_pipeline,
 )
+from .pipelines import test_pipeline, train_pipeline

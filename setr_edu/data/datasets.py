@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..viz.palette import generic_palette, palette_for
+from .palettes import generic_palette, palette_for
 from .download import instructions
 from .transforms import SeededTransforms
 

@@ -1,8 +1,8 @@
 """Getting the data: resumable, checksummed, atomic downloads, and ``python -m setr_edu data DATASET --root DIR``.
 
 Only ADE20K is freely downloadable; for Cityscapes and Pascal Context :func:`instructions` says where to get them
-and which layout to create; :func:`prepare` unpacks the official Cityscapes zips once they are in ``DIR`` and
-writes the 19-class ``labelTrainIds`` files.
+and which layout to create; ``setr_edu.data.prepare`` unpacks the official Cityscapes zips once they are in
+``DIR`` and writes the 19-class ``labelTrainIds`` files.
 
 :func:`download_url` writes to ``<file>.part``, resumes an interrupted transfer with an HTTP ``Range`` request,
 checks the md5 / sha256 and only then renames the file into place (``os.replace``, atomic), so a file with the
@@ -15,7 +15,6 @@ Drive): reused when it is there, downloaded there otherwise, copied to local dis
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -26,6 +25,8 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..io import file_digest  # noqa: F401  (re-exported: setr_edu.data.download.file_digest)
 
 
 class ChecksumError(RuntimeError):
@@ -86,15 +87,6 @@ def instructions(dataset: str, root: str | Path = "<root>") -> str:
     r = ADE20K_ZIP  # only the ADE20K text has {placeholders}
     text = INSTRUCTIONS[dataset].format(url=r.url, size=r.size_hint, md5=r.md5) if dataset == "ade20k" else INSTRUCTIONS[dataset]
     return text.replace("<root>", str(root))
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
-    """Hex digest of a file, read in chunks (works for multi-GB archives)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: str | Path, md5: str | None = None, sha256: str | None = None) -> None:
@@ -284,64 +276,3 @@ def cityscapes_train_ids(root: str | Path, log=print) -> int:
         Image.fromarray(table[np.asarray(Image.open(p))]).save(out.with_suffix(".tmp.png"))
         os.replace(out.with_suffix(".tmp.png"), out)
     return len(todo)
-
-
-def check_layout(dataset: str, root: str | Path) -> dict[str, int]:
-    """Images per split (``{"train": n, "val": m}``) of ``dataset`` at ``root``, read by the dataset classes
-    themselves; raises :class:`~setr_edu.data.datasets.DatasetNotFoundError` saying what is missing."""
-    from . import datasets as D
-
-    cls = dict(ade20k=D.ADE20K, cityscapes=D.Cityscapes, pascal_context=D.PascalContext)[dataset]
-    return {split: len(cls(root, split=split)) for split in ("train", "val")}
-
-
-def prepare(dataset: str, root: str | Path, archive: str | Path | None = None, url: str | None = None,
-            md5: str | None = None, keep_archive: bool = False, progress: bool = True, log=print) -> int:
-    """``python -m setr_edu data``: make ``dataset`` ready at ``root``; returns the exit status (0: ready,
-    2: something only the user can do, explained)."""
-    from .datasets import DatasetNotFoundError
-
-    root = Path(root).expanduser()
-    if dataset == "ade20k":
-        download_ade20k(root, keep_archive, progress, archive, url, md5 or ADE20K_ZIP.md5, log)
-    elif dataset == "cityscapes" and all((root / z).is_file() for z in CITYSCAPES_ZIPS) \
-            and not (root / "leftImg8bit").is_dir():
-        for z in CITYSCAPES_ZIPS:
-            log(f"unpacking {root / z}")
-            extract(root / z, root)
-    if dataset == "cityscapes":
-        cityscapes_train_ids(root, log)
-    try:
-        counts = check_layout(dataset, root)
-    except DatasetNotFoundError as err:
-        log(f"{dataset} is not ready in {root}: {str(err).splitlines()[0]}\n\n{instructions(dataset, root)}")
-        return 2
-    official = dict(zip(("train", "val"), OFFICIAL_SIZES[dataset]))
-    log(f"{dataset} is ready in {root}: {counts['train']} training and {counts['val']} validation images")
-    if counts != official:
-        log(f"note: the official {dataset} has {official['train']} and {official['val']}; is this a partial copy?")
-    return 0
-
-
-def add_arguments(p) -> None:
-    """The options of ``python -m setr_edu data`` (an ``argparse`` parser)."""
-    p.add_argument("dataset", choices=("ade20k", "cityscapes", "pascal_context"), help="which dataset")
-    p.add_argument("--root", required=True, metavar="DIR", help="the dataset folder (the recipes' data_root)")
-    p.add_argument("--archive", metavar="ZIP", help="ade20k: keep the zip here between sessions (e.g. on Google "
-                   "Drive): reused if present, else downloaded here")
-    p.add_argument("--keep-archive", action="store_true", help="ade20k: keep the downloaded zip in DIR")
-    p.add_argument("--url", help="ade20k: download from this mirror instead")
-    p.add_argument("--md5", help="ade20k: expected md5 of the zip (default: the official file's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def command(args) -> int:
-    """Run ``python -m setr_edu data`` with parsed ``args`` (see :func:`add_arguments`)."""
-    import sys
-
-    try:
-        return prepare(args.dataset, args.root, args.archive, args.url, args.md5, args.keep_archive,
-                       progress=not args.no_progress)
-    except (ChecksumError, ConnectionError, urllib.error.URLError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

@@ -127,7 +127,7 @@ class FastCompose(Compose):
     """:class:`~setr_edu.data.transforms.Compose`, computed fast (see the module docstring for what differs).
 
     Accepts any sequence of ``RandomResize``, ``RandomCrop``, ``RandomFlip`` and ``PhotoMetricDistortion`` ending
-    in ``Normalize``, optionally ``Pad``, and ``ToTensor`` (what :func:`train_pipeline` and :func:`test_pipeline`
+    in ``Normalize``, optionally ``Pad``, and ``ToTensor`` (what ``train_pipeline`` and ``test_pipeline``
     build). Images that are not uint8 go through the readable path."""
 
     def __init__(self, transforms: list):

@@ -14,7 +14,8 @@ float32), label ``(H, W)`` numpy. PIL images and ``(3, H, W)`` tensors are accep
 one seeded by ``(seed, epoch, index)``, so an augmented sample is reproducible no matter which DataLoader worker
 draws it, and a resumed run sees exactly the same crops (see :class:`SeededTransforms`).
 
-The classes here are the readable version. :func:`train_pipeline` and :func:`test_pipeline` return, by default, a
+The classes here are the readable version. ``train_pipeline`` and ``test_pipeline`` (:mod:`setr_edu.data.pipelines`)
+return, by default, a
 :class:`~setr_edu.data.fast_transforms.FastCompose` of the same steps: the same random draws and the same geometry,
 computed with OpenCV and lookup tables (8x faster on one core: 3.9 instead of 32 ms per 512x512 ADE20K crop;
 ``setr_edu/data/fast_transforms.py`` says exactly how far apart the two can be). ``fast=False`` gives the readable :class:`Compose`.
@@ -277,35 +278,6 @@ def _as_numpy(image, label):
     if isinstance(label, torch.Tensor):
         label = label.numpy()
     return np.asarray(image), np.asarray(label)
-
-
-def train_pipeline(crop: int | tuple[int, int], img_scale: tuple[int, int], ratio_range=(0.5, 2.0),
-                   cat_max_ratio: float = 0.75, flip_prob: float = 0.5, photometric: bool = True,
-                   fast: bool = True) -> Compose:
-    """The paper's training augmentation, e.g. ``train_pipeline(512, (2048, 512))`` for ADE20K.
-    ``fast=False``: the readable ``Compose``; else the ``FastCompose`` of the same steps."""
-    steps = [RandomResize(img_scale, ratio_range), RandomCrop(crop, cat_max_ratio), RandomFlip(flip_prob)]
-    steps += [PhotoMetricDistortion()] if photometric else []
-    return _compose(steps + [Normalize(), Pad(crop), ToTensor()], fast)
-
-
-def test_pipeline(img_scale: tuple[int, int] | None = None, fast: bool = True, short_side: bool = False) -> Compose:
-    """Test-time preprocessing: keep-ratio resize of the image only to ``img_scale`` (None: no resize),
-    Normalize, ToTensor. The label keeps its original size; predictions are resized back to it.
-    ``short_side=True`` scales the short side to ``min(img_scale)`` (Pascal Context, see :class:`RandomResize`)."""
-    steps = [] if img_scale is None else [RandomResize(img_scale, None, resize_label=False, short_side=short_side)]
-    return _compose(steps + [Normalize(), ToTensor()], fast)
-
-
-def _compose(steps: list, fast: bool) -> Compose:
-    if not fast:
-        return Compose(steps)
-    from .fast_transforms import FastCompose  # imports this module: import it late
-
-    return FastCompose(steps)
-
-
-test_pipeline.__test__ = False  # not a pytest test, despite its name
 
 
 class SeededTransforms:

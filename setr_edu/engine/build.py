@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..io import load_checkpoint_file
 from ..recipes import Recipe
 
 def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
@@ -47,7 +48,7 @@ def load_pretrained(model: nn.Module, recipe: Recipe, log=print) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"pretrained={recipe.pretrained!r}: no such file. Use pretrained=paper to download "
                                     f"the paper's ImageNet-21k ViT, or pretrained='' to train from scratch.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint_file(path)  # tensors and numbers only: nothing in the file can run
     log(f"pretrained encoder: {load_timm_weights(model.encoder, state, source=source)}")
 
 
@@ -78,7 +79,7 @@ def build_datasets(recipe: Recipe, splits: tuple[str, ...] = ("train", "val")) -
                                                            split=s, **recipe.synthetic)) for s in splits)
     root = check_data_root(recipe)
     from ..data import datasets as D
-    from ..data.transforms import test_pipeline, train_pipeline
+    from ..data.pipelines import test_pipeline, train_pipeline
 
     cls = dict(ade20k="ADE20K", cityscapes="Cityscapes", pascal_context="PascalContext", folder="FolderDataset")
     dataset_cls = getattr(D, cls[recipe.dataset])

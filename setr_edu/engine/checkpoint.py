@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import random
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..io import UnreadableCheckpointError, UnsafeCheckpointError, load_checkpoint_file
 
 FORMAT = "setr-edu-checkpoint"
 # Recipe fields that change the model's shape: a checkpoint whose values differ cannot be loaded.
@@ -116,11 +116,13 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {kind}: starts with {head!r}). "
                               f"Pass the last.pt that training wrote (<work_dir>/last.pt).")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        state = load_checkpoint_file(path, map_location)
+    except UnsafeCheckpointError as e:
+        raise CheckpointError(str(e)) from None
+    except UnreadableCheckpointError as e:
         raise CheckpointError(
             f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or corrupt and cannot be read "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}). It was probably copied or "
+            f"({e.cause}). It was probably copied or "
             f"downloaded only in part: copy it again, or delete it and resume from an earlier checkpoint.") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a setr-edu training checkpoint (no format tag {FORMAT!r}). To start "

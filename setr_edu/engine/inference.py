@@ -20,13 +20,13 @@ import contextlib
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..data.loader import loader_kwargs
+from ..data.palettes import colorize  # noqa: F401  (re-exported: setr_edu.engine.colorize)
 
 IGNORE_INDEX = 255
 
@@ -206,14 +206,3 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
     metric.all_reduce()  # sum the confusion matrices of all ranks (no-op in one process)
     model.train(was_training)
     return {**metric.compute(), "report": metric.report()}
-
-
-def colorize(label: torch.Tensor | np.ndarray, palette: np.ndarray, ignore_colour=(0, 0, 0)) -> np.ndarray:
-    """Label map ``(H, W)`` -> RGB ``uint8 (H, W, 3)`` using ``palette`` ``(K, 3)``; ignore (255) gets ``ignore_colour``."""
-    label = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
-    palette = np.asarray(palette, dtype=np.uint8)
-    out = np.empty((*label.shape, 3), dtype=np.uint8)
-    valid = label < len(palette)
-    out[valid] = palette[label[valid]]
-    out[~valid] = ignore_colour
-    return out

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 
 from ..data.datasets import BadFileError
 from ..data.loader import loader_kwargs, resolve_num_workers
-from ..perf.fastpaths import resolve_amp
+from .amp import resolve_amp
 from ..profile import seed_everything
 from ..recipes import Recipe
 from .build import build_datasets, build_model, dataset_info, load_pretrained

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io import file_digest, read_checkpoint
 from .encoder import ViTEncoder, resize_pos_embed
 
 # The ImageNet weights the official code starts from (its vit.py ``default_cfgs``; paper §4 and Table 2).
@@ -151,8 +152,6 @@ def verify_file(path: Path, url: str, sha256: str | None) -> str:
     """Check ``path`` against the full ``sha256`` (when known) and the hash prefix in the URL's file name
     (``name-<8 hex>.pth``, the convention of timm, DeiT and mmsegmentation releases). Returns what was verified;
     raises ``ValueError`` (and deletes the file) on a mismatch."""
-    from ..data.download import file_digest  # the SHA-256 of a file, in 1 MiB chunks
-
     actual = file_digest(path, "sha256")
     m = re.search(r"-([0-9a-f]{8,})\.pth?$", url)
     expected = sha256 or (m[1] if m else None)
@@ -206,8 +205,6 @@ def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = Non
     except RuntimeError as err:
         raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: "
                            f"pretrained='timm:{info['timm']}' loads timm's closest tag. {info['note']}") from None
-    from ..convert.common import read_checkpoint  # tensors and numbers only; nothing in the file is executed
-
     sd, _ = read_checkpoint(path)
     return sd, verified
 

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from ..data.transforms import (
     Compose, Normalize, Pad, PhotoMetricDistortion, RandomCrop, RandomFlip, RandomResize, ToTensor, _as_numpy,
-    train_pipeline,
 )
+from ..data.pipelines import train_pipeline
 from .timing import paired_ratio, time_interleaved
 
 

@@ -3,7 +3,7 @@
 * fused attention: :func:`set_fused_attention` toggles ``F.scaled_dot_product_attention`` vs the explicit
   ``softmax(QK^T/sqrt(d)) V`` in every attention layer (ours and timm's);
 * mixed precision: :func:`autocast` runs matmuls and convolutions in bf16 (or fp16), keeping weights in fp32;
-  :func:`resolve_amp` picks the precision for the hardware (``amp="auto"``);
+  :func:`~setr_edu.engine.amp.resolve_amp` (re-exported here) picks the precision for the hardware (``amp="auto"``);
 * channels-last: :func:`to_channels_last` stores 4-D conv weights (and what flows through them) as NHWC;
 * ``torch.compile``: :func:`graph_breaks` checks that Dynamo captures a module as a single graph;
 * fused optimizer: :func:`fused_sgd_available` tells whether ``torch.optim.SGD(..., fused=True)`` works on a device.
@@ -14,6 +14,8 @@ import contextlib
 
 import torch
 from torch import nn
+
+from ..engine.amp import AMP_CHOICES, resolve_amp  # noqa: F401  (the training policy lives in engine; re-exported)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -37,28 +39,6 @@ def autocast(device: torch.device | str, amp: str | None):
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
     return torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[amp])
-
-
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
-
-
-def resolve_amp(amp: str | None, device: torch.device | str) -> str | None:
-    """The autocast precision to use: ``None`` (fp32), ``"bf16"`` or ``"fp16"``.
-
-    ``"auto"`` picks by hardware: on a CUDA GPU of compute capability 8.0 or newer (A100, A10, L4, RTX 30xx/40xx,
-    H100) ``"bf16"``, which has bf16 tensor cores and needs no loss scaling; on older GPUs (T4 = 7.5, V100 = 7.0)
-    ``"fp16"``, whose small range needs a ``GradScaler``; on a CPU (or MPS) ``None``: without bf16 units a CPU
-    runs bf16 *slower* than fp32 (chapter 15). ``"none"``/``None`` is fp32; ``"bf16"``/``"fp16"`` are kept as asked.
-    """
-    if amp not in (None, *AMP_CHOICES):
-        raise ValueError(f"amp must be one of {list(AMP_CHOICES)}, got {amp!r}")
-    if amp != "auto":
-        return None if amp in (None, "none") else amp
-    device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    major, _minor = torch.cuda.get_device_capability(device)
-    return "bf16" if major >= 8 else "fp16"
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.palettes import colorize
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -86,8 +87,6 @@ def to_rgb(image: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def colour_labels(label, palette: np.ndarray) -> np.ndarray:
     """``(H, W)`` labels -> ``uint8 (H, W, 3)`` with ``palette``; 255 (ignore) is drawn white."""
-    from ..engine.inference import colorize
-
     return colorize(label, palette, ignore_colour=(255, 255, 255))  # colorize copies a tensor to the CPU
 
 
