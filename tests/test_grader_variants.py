@@ -499,6 +499,7 @@ variant("miou-per-image", "check_miou(mean_iou)", "averaged per image", MIOU_OK.
 # ------------------------------------------------------------------------------------------------------- A6
 WORST = """
 def worst_images(model, dataset, k=4):
+    model.eval()  # the grader's model has a BatchNorm and a dropout: train mode would change the scores
     scores = []
     with torch.no_grad():
         for i in range(len(dataset)):
