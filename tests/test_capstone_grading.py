@@ -73,3 +73,21 @@ def test_gpu_scale_fits_the_gpu(monkeypatch, gib, want):
     assert (S.model_kwargs["embed_dim"], S.batch_size) == want and all(o == 2 for *_, o in asked)
     assert (S.img_size, S.num_val, S.iters) == (capstone.GPU_IMG, capstone.GPU_VAL, capstone.GPU_ITERS)
     assert capstone.capstone_scale("gpu", fit=False).img_size == S.img_size  # what the grader evaluates at
+
+
+def test_nbgrader_export_gives_cells_time_to_train(tmp_path):
+    """nbgrader interrupts any cell after 30 s by default; the exported course's config lets A6 train."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path("book/_scripts").resolve()))
+    import make_student_notebooks as msn
+
+    msn.export_nbgrader(tmp_path)
+    c = SimpleNamespace(ExecutePreprocessor=SimpleNamespace(), Execute=SimpleNamespace())
+    exec((tmp_path / "nbgrader_config.py").read_text(), {"get_config": lambda: c})
+    assert c.ExecutePreprocessor.timeout >= 1800 and c.Execute.timeout >= 1800
+    (tmp_path / "nbgrader_config.py").write_text("# the instructor's own\n")
+    msn.export_nbgrader(tmp_path)
+    assert (tmp_path / "nbgrader_config.py").read_text() == "# the instructor's own\n"  # never overwritten

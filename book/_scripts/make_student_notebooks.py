@@ -147,7 +147,25 @@ def nbgrader_version(nb, name: str):
     return nb
 
 
+# nbgrader runs each cell with a 30 s limit by default: A6 trains for 5-10 minutes under the cpu profile, so the
+# exported course raises the limit (per cell, seconds) in its nbgrader_config.py.
+NBGRADER_CONFIG = """# written by book/_scripts/make_student_notebooks.py --nbgrader
+c = get_config()  # noqa: F821
+# A6 trains a model for 5-10 minutes under the cpu profile (longer on a busy machine); nbgrader's default
+# per-cell limit of 30 s would interrupt it. The kernel must be able to `import setr_edu`.
+c.ExecutePreprocessor.timeout = {timeout}
+c.Execute.timeout = {timeout}
+"""
+CELL_TIMEOUT = 3600
+
+
 def export_nbgrader(course: Path) -> list[Path]:
+    """Write the nbgrader course: ``source/<assignment>/<notebook>`` for each assignment, and an
+    ``nbgrader_config.py`` (unless one exists) whose per-cell timeout lets A6 train."""
+    course.mkdir(parents=True, exist_ok=True)
+    config = course / "nbgrader_config.py"
+    if not config.exists():
+        config.write_text(NBGRADER_CONFIG.format(timeout=CELL_TIMEOUT))
     written = []
     for path in instructor_notebooks():
         out = course / "source" / path.stem / path.name
