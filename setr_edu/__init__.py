@@ -2,6 +2,17 @@
 
 Public API (documented in the book's API page, book/api.md); keep this a list of names.
 """
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] or _sys.argv[0].endswith("setr-edu"):  # the command line, importing torch (seconds)
+    import signal as _signal
+
+    def _ctrl_c_while_starting(signum, frame):  # one line, not a traceback of imports; cli.main takes over
+        print("interrupted (Ctrl-C) while starting; nothing was running yet", file=_sys.stderr)
+        raise SystemExit(128 + signum)
+
+    _signal.signal(_signal.SIGINT, _ctrl_c_while_starting)
+
 from .config import ENCODER_PRESETS, DecoderConfig, EncoderConfig, encoder_config
 from .model import (
     MLP,

@@ -3,6 +3,8 @@
 This file parses the arguments and turns mistakes into one line; what each command does is in
 :mod:`setr_edu.cli_commands`, and ``bench`` / ``grade`` hand their arguments to setr_edu.perf / setr_edu.checks.
 
+::
+
     python -m setr_edu train --config synthetic_cpu                   # a few minutes on a laptop CPU
     python -m setr_edu train --config ade20k_pup --data-root data/ade20k grad_accum_steps=8 amp=bf16
     torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k --data-root data/cityscapes
@@ -10,9 +12,10 @@ This file parses the arguments and turns mistakes into one line; what each comma
     python -m setr_edu predict --checkpoint runs/synthetic_cpu/last.pt photo.jpg --out preds/
 
 Mistakes (an unknown recipe key, a missing dataset folder, a checkpoint from another model) end with one line
-that says what to do, and exit status 2; ``SETR_EDU_DEBUG=1`` shows the full traceback instead. Ctrl-C or SIGTERM
-during training saves a checkpoint and ends with the command that resumes (exit status 130 or 143); ``predict``
-reports unreadable images, writes the others and exits with status 1.
+that says what to do, and exit status 2; ``SETR_EDU_DEBUG=1`` shows the full traceback instead. Ctrl-C, SIGTERM or
+SIGHUP during training saves a checkpoint and ends with the command that resumes (exit status 130, 143 or 129; a
+second signal during the save lets it finish first); ``predict`` reports unreadable images, writes the others and
+exits with status 1.
 """
 from __future__ import annotations
 
@@ -141,6 +144,11 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m setr_edu`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    import signal
+
+    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_ctrl_c_while_starting":  # setr_edu/__init__
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on each command handles Ctrl-C
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "data"]:  # the data-pipeline benchmark parses its own options
         return _delegate("setr_edu.perf.data_bench", argv[2:])

@@ -2,6 +2,8 @@
 the arguments (``args``, an ``argparse.Namespace``). Each ``cmd_*`` returns the exit status; a mistake raises
 (``ValueError``, ``FileNotFoundError``, ...) and :func:`setr_edu.cli.main` turns it into one line and status 2.
 
+::
+
     train    a recipe -> engine.trainer.Trainer.fit (resumable; prints the command that resumes on Ctrl-C)
     eval     a checkpoint (or a released SETR model) -> mIoU on the validation set (engine.inference.evaluate)
     predict  a checkpoint + image files -> colourised PNGs (engine.inference.predict)
@@ -63,7 +65,7 @@ def _model_from_checkpoint(args):
     The recipe is ``--config`` when given, else the one saved in the checkpoint (or the paper's recipe for a
     released model) with eval's key=value overrides and ``--data-root`` on top."""
     from .engine.build import build_model
-    from .engine.checkpoint import check_compatible, load_checkpoint
+    from .engine.checkpoint import check_compatible, load_checkpoint, nonfinite_weights
     from .recipes import Recipe
 
     if args.checkpoint.split(":", 1)[0] in ("official", "mmseg"):
@@ -76,6 +78,11 @@ def _model_from_checkpoint(args):
     model = build_model(recipe, num_classes)
     check_compatible(state, model, recipe.to_dict(), args.checkpoint)
     model.load_state_dict(state["model"])
+    bad = nonfinite_weights(state["model"])
+    if bad:  # a run that diverged: its predictions are noise, say so before the long evaluation
+        print(f"warning: {len(bad)} weight tensor(s) of {args.checkpoint} hold NaN or inf (e.g. {bad[0]}): the "
+              f"training diverged and predictions from it are meaningless; use an earlier checkpoint, or resume one "
+              f"with a lower lr= (or amp=bf16 / amp=none instead of fp16)", file=sys.stderr)
     meta = dict(meta, iter=state.get("iter"))
     return model.to(device).eval(), recipe, meta, device, num_classes
 
@@ -143,7 +150,7 @@ def _protocol(args, recipe, scales, flip) -> tuple[tuple[float, ...], bool]:
 def cmd_eval(args) -> int:
     from .data.loader import resolve_num_workers
     from .engine.build import build_datasets
-    from .engine.inference import evaluate
+    from .engine.inference import convention, evaluate
 
     scales, flip = _scales(args)
     model, recipe, meta, device, num_classes = _model_from_checkpoint(args)
@@ -153,11 +160,12 @@ def cmd_eval(args) -> int:
         val_set.validate()
     mode = args.mode or recipe.eval_mode
     batch = args.batch_size or (recipe.batch_size if recipe.dataset == "synthetic" else 1)
+    rules = convention(recipe.eval_convention, recipe.crop_size, scales)
     print(f"evaluating {args.checkpoint} (recipe {recipe.name}, iteration {meta.get('iter', '?')}) on {len(val_set)} "
-          f"images: mode={mode}, scales={list(scales)}, flip={flip}")
+          f"images: mode={mode}, scales={list(scales)}, flip={flip}, {recipe.eval_convention} convention "
+          f"(short side >= {rules['min_size'] or 'any'}, windows larger than the image: {rules['small']})")
     res = evaluate(model, val_set, num_classes, mode, recipe.crop_size, recipe.stride, scales, flip, batch_size=batch,
-                   device=device, progress=True, min_size=recipe.crop_size if len(scales) > 1 else None,
-                   class_names=meta.get("class_names"),
+                   device=device, progress=True, **rules, class_names=meta.get("class_names"),
                    num_workers=resolve_num_workers(recipe.num_workers, recipe.dataset))
     print(res["report"])
     summary = {k: float(res[k]) for k in ("mIoU", "mAcc", "aAcc")}
@@ -176,7 +184,7 @@ def cmd_predict(args) -> int:
     from .data.datasets import BadFileError, read_image
     from .data.transforms import to_tensor
     from .data.palettes import colorize
-    from .engine.inference import predict
+    from .engine.inference import convention, predict, too_big_for_whole
 
     scales, flip = _scales(args)
     paths = _image_paths(args.images)
@@ -195,9 +203,16 @@ def cmd_predict(args) -> int:
             print(f"skipped: {e}", file=sys.stderr)
             continue
         image, _ = to_tensor(rgb, np.zeros(rgb.shape[:2], dtype=np.uint8))  # (3, H, W) float, normalised
+        this_mode = mode
+        if mode == "whole" and too_big_for_whole(*rgb.shape[:2], recipe.crop_size):
+            this_mode = "whole" if args.mode == "whole" else "slide"
+            print(f"note: {path} is {rgb.shape[1]}x{rgb.shape[0]}, far larger than the {recipe.crop_size}px crop the "
+                  f"model was trained at: " + ("whole mode, as asked (one attention over every patch: slow and "
+                  "memory-hungry; --mode slide is faster)" if this_mode == "whole" else
+                  f"using --mode slide ({recipe.crop_size}px windows); pass --mode whole to insist"), file=sys.stderr)
         with torch.no_grad():
-            probs = predict(model, image[None].to(device), mode, recipe.crop_size, recipe.stride, scales, flip,
-                            min_size=recipe.crop_size if len(scales) > 1 else None)  # (1, K, H, W)
+            probs = predict(model, image[None].to(device), this_mode, recipe.crop_size, recipe.stride, scales, flip,
+                            **convention(recipe.eval_convention, recipe.crop_size, scales))  # (1, K, H, W)
         colours = colorize(probs[0].argmax(0), palette)  # (H, W, 3) uint8
         Image.fromarray(colours).save(out / f"{stem}_pred.png")
         if args.overlay:

@@ -16,6 +16,8 @@ import hashlib
 import importlib
 import os
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -83,7 +85,8 @@ def load_checkpoint_file(path: str | os.PathLike, map_location="cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with torch.serialization.safe_globals(allowed_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         refused = _refused_globals(path)
@@ -92,7 +95,7 @@ def load_checkpoint_file(path: str | os.PathLike, map_location="cpu"):
                 f"{path} asks to call {', '.join(refused[:4])}{' ...' if len(refused) > 4 else ''} when loaded: "
                 f"refused, nothing in it was run (setr_edu reads checkpoints that hold only tensors, numbers and "
                 f"strings; do not use this file)") from None
-        raise UnreadableCheckpointError(path, _first_line(err)) from None
+        raise UnreadableCheckpointError(path, _unpickler_cause(err)) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError,
             AttributeError, IndexError, MemoryError, OverflowError) as err:
         raise UnreadableCheckpointError(path, f"{type(err).__name__}: {_first_line(err)}") from None
@@ -105,6 +108,12 @@ def _refused_globals(path: Path) -> list[str]:
     except Exception:  # not a zip checkpoint: the unpickler's message is all there is
         return []
     return [n for n in names if n not in allowed]
+
+
+def _unpickler_cause(err: BaseException) -> str:
+    """What the weights-only unpickler met, without torch's advice to load with ``weights_only=False``."""
+    m = re.search(r"WeightsUnpickler error: ([^\n]+)", str(err))
+    return f"not a pickle of tensors: {m[1].strip()[:150]}" if m else "not a pickle of tensors"
 
 
 def _first_line(err: BaseException) -> str:

@@ -18,7 +18,8 @@ DATASETS = ("synthetic", "ade20k", "cityscapes", "pascal_context", "folder")
 CHOICES = dict(dataset=DATASETS, model=("setr", "cnn"), decoder=("naive", "pup", "mla"),
                encoder=("tiny", "small", "base", "large"), optimizer=("sgd", "adamw"),
                amp=("auto", "none", "bf16", "fp16"), eval_mode=("whole", "slide"),
-               eval_protocol=("single", "paper", "official"), device=("auto", "cpu", "cuda", "mps"))
+               eval_protocol=("single", "paper", "official"),
+               eval_convention=("official", "mmseg"), device=("auto", "cpu", "cuda", "mps"))
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Recipe:
     eval_mode: str = "whole"  # whole | slide
     slide_stride: int = 0  # 0: 2/3 of the crop, as in the paper's configs
     eval_protocol: str = "single"  # single | paper (6 ratios 0.5-1.75 + flip) | official (*_MS config ratios + flip)
+    eval_convention: str = "official"  # official (short-side rule, padded windows) | mmseg (neither): the checkpoint's code
     # --- bookkeeping ------------------------------------------------------------------------------------------
     checkpoint_every: int = 1000
     checkpoint_minutes: float = 10.0  # also write last.pt when this much wall time passed since the last one (0: off)
@@ -84,13 +86,37 @@ class Recipe:
             if getattr(self, key) not in options:
                 raise ValueError(f"recipe key {key}={getattr(self, key)!r} is not valid; choose one of {list(options)}")
         for key in ("max_iters", "batch_size", "grad_accum_steps", "crop_size", "eval_every", "checkpoint_every",
-                    "log_every"):
+                    "log_every", "decoder_channels", "cnn_width", "num_train", "num_val"):
             if getattr(self, key) < 1:
                 raise ValueError(f"recipe key {key} must be >= 1, got {getattr(self, key)}")
-        if self.checkpoint_minutes < 0:
-            raise ValueError(f"recipe key checkpoint_minutes must be >= 0 (0: off), got {self.checkpoint_minutes}")
+        for key, low, note in (("num_classes", 0, " (0: from the dataset)"), ("warmup_iters", 0, ""),
+                               ("slide_stride", 0, " (0: 2/3 of the crop)"), ("num_workers", -1, " (-1: automatic)"),
+                               ("seed", 0, "")):
+            if getattr(self, key) < low:
+                raise ValueError(f"recipe key {key} must be >= {low}{note}, got {getattr(self, key)}")
+        for key in ("checkpoint_minutes", "lr", "min_lr", "head_lr_mult", "momentum", "weight_decay", "power",
+                    "warmup_ratio", "aux_weight", "cat_max_ratio"):
+            if not 0 <= getattr(self, key) < float("inf"):  # also refuses NaN
+                raise ValueError(f"recipe key {key} must be a number >= 0, got {getattr(self, key)}"
+                                 + (" (0: off)" if key == "checkpoint_minutes" else ""))
         if self.lr <= 0 or self.min_lr < 0:
             raise ValueError(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
+        lo, hi = self.ratio_range
+        if not 0 < lo <= hi < float("inf"):
+            raise ValueError(f"recipe key ratio_range must be two numbers 0 < low <= high (the random resize "
+                             f"factors, the paper's 0.5,2.0), got {self.ratio_range}")
+        for key in ("train_scale", "test_scale"):
+            if min(getattr(self, key)) < 0:
+                raise ValueError(f"recipe key {key} must be two sizes >= 0 ((0, 0): none), got {getattr(self, key)}")
+        for key in ("synthetic", "encoder_overrides"):
+            for sub, value in getattr(self, key).items():
+                _check_entry(key, sub, value)
+        for sub, value in self.encoder_overrides.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < float("inf"):
+                raise ValueError(f"recipe key encoder_overrides.{sub} must be > 0, got {value}")
+        if self.pretrained.startswith("timm:") and not self.pretrained[5:].strip():
+            raise ValueError("recipe key pretrained='timm:' names no timm tag; e.g. pretrained=timm:"
+                             "vit_large_patch16_384.augreg_in21k_ft_in1k")
         return self
 
     @property
@@ -163,7 +189,7 @@ def _coerce(key: str, value):
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
-    except (ValueError, SyntaxError, TypeError):
+    except (ValueError, SyntaxError, TypeError, OverflowError):  # OverflowError: max_iters=1e400 (infinite)
         pass
     else:
         raise TypeError(f"recipe key {key!r} has unsupported type {hint}")
@@ -176,16 +202,30 @@ def _example(hint) -> str:
         typing.get_origin(hint) or hint, "512,512")
 
 
-def _check_entry(key: str, sub: str, value) -> None:
-    """``encoder_overrides.depth=abc``: refuse an unknown entry or a value of the wrong type, naming the key."""
-    if key != "encoder_overrides":
-        return
-    from .config import EncoderConfig
+# The synthetic task's options (``synthetic.<key>=``; ``setr_edu.data.synthetic.SyntheticContextDataset``) and
+# their types, listed here because recipes sit below the data package (layering).
+SYNTHETIC_OPTIONS = dict(num_keys=int, num_shapes=tuple, key_size=float, key_clearance=float, shapes=tuple,
+                         class_per_shape=bool, key_corner=int)
 
-    hints = typing.get_type_hints(EncoderConfig)
+
+def _check_entry(key: str, sub: str, value) -> None:
+    """``encoder_overrides.depth=abc``, ``synthetic.num_keys=abc``: refuse an unknown entry or a value of the wrong
+    type, naming the key."""
+    if key == "synthetic":
+        hints = SYNTHETIC_OPTIONS
+    elif key == "encoder_overrides":
+        from .config import EncoderConfig
+
+        hints = typing.get_type_hints(EncoderConfig)
+    else:
+        return
     if sub not in hints:
         raise KeyError(f"recipe key {key}.{sub} does not exist; {key} takes {', '.join(hints)}")
     want = hints[sub]
+    if key == "synthetic" and sub == "key_corner" and value is None:
+        return
+    if want is tuple and isinstance(value, list):
+        value = tuple(value)
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool)) or (
         want is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:

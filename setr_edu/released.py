@@ -11,12 +11,14 @@ mmsegmentation's re-implementation). Which test protocol produced the README num
 so none is verified yet (mmsegmentation's file names carry the first 8 hex digits of the SHA-256, which
 :func:`setr_edu.model.pretrained.verify_file` checks). The URLs were copied from the two READMEs, not fetched.
 
+::
+
     python -m setr_edu eval --checkpoint official:ade20k_pup --data-root data/ade20k --protocol single
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .recipes import Recipe, paper_recipe
@@ -130,30 +132,44 @@ def get_released(key: str) -> Released:
 
 
 def released_recipe(entry: Released) -> Recipe:
-    """The paper's recipe for the checkpoint's dataset and decoder (its test settings: crop, stride, test scale)."""
-    return paper_recipe(entry.dataset, entry.decoder, entry.encoder, iters=entry.iters, batch_size=entry.batch)
+    """The paper's recipe for the checkpoint's dataset and decoder (its test settings: crop, stride, test scale),
+    evaluated by the conventions of the code that trained it (``eval_convention``: official SETR or mmseg)."""
+    recipe = paper_recipe(entry.dataset, entry.decoder, entry.encoder, iters=entry.iters, batch_size=entry.batch)
+    return replace(recipe, eval_convention=entry.source)
 
 
 def download_released(entry: Released, cache_dir: str | os.PathLike | None = None) -> Path:
     """The checkpoint file, downloaded once into ``cache_dir`` (default ``~/.cache/setr_edu``).
 
     mmsegmentation files: a plain download, SHA-256 prefix checked. Google Drive files need the ``gdown`` package
-    (``pip install gdown``): Drive answers large downloads with a confirmation page, not the file."""
-    from .model.pretrained import fetch_verified, verify_file
+    (``pip install gdown``): Drive answers large downloads with a confirmation page, not the file. Offline, without
+    gdown or on a failed download: :class:`~setr_edu.model.pretrained.DownloadError` saying where to put a copy
+    downloaded by hand (no partial file is left)."""
+    from .model.pretrained import DownloadError, fetch_verified, verify_file
 
     if entry.source == "mmseg":
         return fetch_verified(entry.url, entry.sha256, cache_dir)[0]
     cache = Path(cache_dir or Path.home() / ".cache" / "setr_edu")
     path = cache / f"setr_official_{entry.name}.pth"
+    by_hand = f"{entry.url} by hand (in a browser) to {path}, then run again"
     if not path.is_file():
         try:
             import gdown
         except ImportError:
-            raise RuntimeError(f"{entry.key} is on Google Drive ({entry.url}); install gdown (pip install gdown) "
-                               f"to download it, or download it by hand to {path}") from None
+            raise DownloadError(f"{entry.key} is on Google Drive, which needs the gdown package: pip install gdown, "
+                                f"or download {by_hand}") from None
         cache.mkdir(parents=True, exist_ok=True)
-        if gdown.download(id=entry.drive_id, output=str(path), quiet=False) is None:
-            raise RuntimeError(f"could not download {entry.url}; download it by hand to {path}")
+        part = path.with_name(path.name + ".part")
+        try:
+            got = gdown.download(id=entry.drive_id, output=str(part), quiet=False)
+        except Exception as err:  # gdown raises its own errors and those of requests
+            got, why = None, " ".join(f"{type(err).__name__}: {err}".split())
+        else:
+            why = "Google Drive sent no file; the daily download quota may be used up"
+        if got is None or not part.is_file():
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"could not download {entry.key} ({why}); no internet? Download {by_hand}")
+        os.replace(part, path)
     print(f"{entry.key}: {verify_file(path, entry.url, entry.sha256)}")
     return path
 

@@ -64,9 +64,9 @@ class Layer(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, D, p):
+    def __init__(self, D, p, bias=True):
         super().__init__()
-        self.projection = nn.Conv2d(3, D, p, p)
+        self.projection = nn.Conv2d(3, D, p, p, bias=bias)  # mmsegmentation >= 1.2.0: patch_bias=False
 
     def forward(self, x):
         x = self.projection(x)
@@ -74,9 +74,9 @@ class PatchEmbed(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, img_size, D, depth, heads, out_indices, with_cls_token, p=16, mlp_ratio=4):
+    def __init__(self, img_size, D, depth, heads, out_indices, with_cls_token, p=16, mlp_ratio=4, patch_bias=True):
         super().__init__()
-        self.patch_embed = PatchEmbed(D, p)
+        self.patch_embed = PatchEmbed(D, p, patch_bias)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, (img_size // p) ** 2 + 1, D))
         self.layers = nn.ModuleList(Layer(D, heads, mlp_ratio) for _ in range(depth))
@@ -174,12 +174,13 @@ class FCNHead(nn.Module):  # num_convs=0, concat_input=False: only the classifie
 class EncoderDecoder(nn.Module):
     """mmsegmentation's SETR with configs/_base_/models/setr_{naive,pup,mla}.py (ADE20K aux heads for Naive/PUP)."""
 
-    def __init__(self, kind, img_size=64, D=32, depth=24, heads=4, K=5, C=16, mla_channels=8):
+    def __init__(self, kind, img_size=64, D=32, depth=24, heads=4, K=5, C=16, mla_channels=8, patch_bias=True):
         super().__init__()
         mla = kind == "mla"
         out = (5, 11, 17, 23) if mla else (9, 14, 19, 23)
         out = tuple(i * depth // 24 for i in out) if depth != 24 else out
-        self.backbone = VisionTransformer(img_size, D, depth, heads, out, with_cls_token=not mla)
+        self.backbone = VisionTransformer(img_size, D, depth, heads, out, with_cls_token=not mla,
+                                          patch_bias=patch_bias)
         if mla:
             self.neck = MLANeck(D, C)
             self.decode_head = SETRMLAHead(C, mla_channels, K)

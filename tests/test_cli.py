@@ -219,3 +219,94 @@ def test_an_error_from_a_data_loader_worker_is_its_last_line(capsys, monkeypatch
     monkeypatch.setattr(cli, "cmd_eval", worker_error)
     assert main(["eval", "--checkpoint", "x.pt"]) == 2
     assert _error_line(capsys) == "error: val/3.png is not a readable image (truncated)"
+
+
+# --- issue 21: every mistake and every damaged file is one line that says what to do ------------------------------
+@pytest.mark.parametrize("override, says", [
+    ("max_iters=1e400", "recipe key 'max_iters' expects int"),
+    ("num_classes=-1", "num_classes must be >= 0"),
+    ("decoder_channels=0", "decoder_channels must be >= 1"),
+    ("encoder_overrides.embed_dim=0", "encoder_overrides.embed_dim must be > 0"),
+    ("encoder_overrides.patch_size=0", "encoder_overrides.patch_size must be > 0"),
+    ("checkpoint_minutes=nan", "checkpoint_minutes must be a number >= 0"),
+    ("num_val=0", "num_val must be >= 1"),
+    ("slide_stride=-5", "slide_stride must be >= 0"),
+    ("warmup_iters=-3", "warmup_iters must be >= 0"),
+    ("ratio_range=(-1,2)", "ratio_range must be two numbers 0 < low <= high"),
+    ("num_workers=-7", "num_workers must be >= -1"),
+    ("synthetic.num_keys=three", "recipe key synthetic.num_keys expects int, got 'three'"),
+    ("synthetic={'num_keys': 'x'}", "recipe key synthetic.num_keys expects int"),
+    ("synthetic.nm_keys=2", "recipe key synthetic.nm_keys does not exist; synthetic takes num_keys"),
+])
+def test_bad_override_values_are_one_line_naming_the_key(override, says, capsys):
+    assert main(["recipes", "synthetic_ci", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("error: ") and says in err[0], err
+
+
+def test_synthetic_options_match_the_dataset():
+    import inspect
+
+    from setr_edu.data.synthetic import SyntheticContextDataset
+    from setr_edu.recipe_schema import SYNTHETIC_OPTIONS
+
+    params = set(inspect.signature(SyntheticContextDataset).parameters)
+    assert set(SYNTHETIC_OPTIONS) == params - {"num_samples", "img_size", "seed", "split", "transforms"}
+
+
+def test_an_unknown_timm_tag_is_one_line(tmp_path, capsys):
+    argv = ["train", "--config", "synthetic_ci", "--work-dir", str(tmp_path), "--no-progress", *TINY_ARGS,
+            "max_iters=1", "pretrained=timm:no_such_model"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "pretrained='timm:no_such_model': timm could not load it" in err[0], err
+
+
+def _damaged(trained, tmp_path, how):
+    import torch
+
+    from setr_edu.engine.checkpoint import save_checkpoint
+
+    path = tmp_path / "last.pt"
+    if how == "zeroed":  # bytes zeroed inside a tensor (a disk or a sync tool): the zip still reads
+        data = bytearray((trained / "last.pt").read_bytes())
+        start = data.index(b"archive/data/0") + 200
+        data[start:start + 64] = bytes(64)
+        path.write_bytes(bytes(data))
+        return path
+    state = torch.load(trained / "last.pt", weights_only=True)
+    if how == "no model":
+        del state["model"]
+    elif how == "iter x":
+        state["iter"] = "x"
+    elif how == "nan":
+        next(iter(state["model"].values())).fill_(float("nan"))
+    save_checkpoint(path, {k: v for k, v in state.items() if k != "format"})
+    return path
+
+
+@pytest.mark.parametrize("how, says", [
+    ("zeroed", "is corrupt: archive/data/"),
+    ("no model", "lacks 'model', which it needs"),
+    ("iter x", "is damaged or was edited: iter is 'x', not a whole number"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(trained, tmp_path, capsys, how, says):
+    path = _damaged(trained, tmp_path, how)
+    assert main(["eval", "--checkpoint", str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and says in err[0] and str(path) in err[0], err
+
+
+def test_nan_weights_are_evaluated_with_a_warning(trained, tmp_path, capsys):
+    path = _damaged(trained, tmp_path, "nan")
+    assert main(["eval", "--checkpoint", str(path), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 weight tensor(s) of" in err and "hold NaN or inf" in err and "diverged" in err
+
+
+def test_log_jsonl_that_is_a_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "log.jsonl").mkdir()
+    assert main(["train", "--config", "synthetic_ci", "--work-dir", str(tmp_path), "--no-progress", *TINY_ARGS,
+                 "max_iters=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "log.jsonl is not a file" in err[0], err

@@ -65,7 +65,7 @@ def test_official_fixtures_catch_wrong_taps():
 
 def test_official_num_heads_from_meta_and_width():
     path, _ = fixture("naive")
-    assert "from the checkpoint's meta['config']" in str(load_official_setr(path).conversion_report)
+    assert "from the checkpoint's config" in str(load_official_setr(path).conversion_report)
     sd, _ = read_checkpoint(path)
     with pytest.raises(ValueError, match="pass num_heads="):  # width 16: no standard head width to assume
         load_official_setr(sd)

@@ -268,7 +268,7 @@ def test_full_disk_is_found_before_training_and_at_a_save(tmp_path, monkeypatch)
     with pytest.raises(CheckpointError, match=r"No space left on device\); the previous checkpoint .* is intact"):
         t.fit()
     monkeypatch.undo()
-    assert load_checkpoint(tmp_path / "last.pt")["iter"] == 2 and sorted(os.listdir(tmp_path)) == ["last.pt",
+    assert load_checkpoint(tmp_path / "last.pt")["iter"] == 2 and sorted(os.listdir(tmp_path)) == [".lock", "last.pt",
                                                                                                     "log.jsonl"]
 
     def zip_writer_fails(obj, f, *a, **k):  # what a really full disk gives (checked on a 4.6 MB tmpfs)
@@ -297,7 +297,7 @@ def test_stale_temporary_checkpoints_are_removed_on_start(tmp_path):
     tmp_path.joinpath(".last.pt.k2j3h.tmp").write_bytes(b"\0" * 4096)  # a save killed with kill -9
     tmp_path.joinpath("notes.tmp").write_text("not ours")
     _trainer(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.tmp"]  # .lock: the work-dir lock
 
 
 def test_resume_drops_a_torn_last_log_line(tmp_path):
@@ -319,3 +319,15 @@ def test_a_text_file_as_checkpoint_says_so(tmp_path):
     (tmp_path / "notes.pt").write_text("epoch 10: loss 0.3\n")
     with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint \(it looks like a text file"):
         load_checkpoint(tmp_path / "notes.pt")
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="needs a file system that takes any bytes as a name")
+def test_a_file_name_that_is_not_utf8_trains(tmp_path):
+    """Issue 21: a name like b"a\\xff.png" (copied from an old Latin-1 system) failed with a codec error naming no
+    file, in the digest of the start check."""
+    root = _folder(tmp_path / "data")
+    for d in ("images", "annotations"):
+        os.rename(root / d / "train" / "0.png", root / d / "train" / os.fsdecode(b"caf\xe9.png"))
+    t = Trainer(_folder_recipe(root, max_iters=1, eval_every=100), tmp_path / "run", progress=False, log=None)
+    t.fit()
+    assert (tmp_path / "run" / ".files-checked").is_file()

@@ -212,3 +212,14 @@ def test_pickle_protocol_fallback_is_refused_too(tmp_path):
     with pytest.raises((UnsafeCheckpointError, ValueError)):
         load_checkpoint_file(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"PK" + bytes(range(200)), b"\x80" + bytes(200), b"<html>not found</html>"])
+def test_unreadable_files_get_one_line_and_never_the_advice_to_disable_the_check(tmp_path, content):
+    """torch's own message suggests ``weights_only=False``, which would run code: never passed on to users."""
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint_file(path)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    assert "download it again" in str(err.value)

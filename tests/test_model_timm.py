@@ -155,7 +155,7 @@ def test_download_paper_weights_from_url_hash_checked_no_silent_fallback(tmp_pat
         pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache2")
     # an unreachable file: a clear error that names the opt-in substitute
     monkeypatch.setitem(pretrained.PAPER_WEIGHTS["tiny"], "url", (tmp_path / "gone-12345678.pth").as_uri())
-    with pytest.raises(RuntimeError, match=r"(?s)could not download.*pretrained='timm:vit_tiny_patch16_224'"):
+    with pytest.raises(FileNotFoundError, match=r"could not download.*pretrained='timm:vit_tiny_patch16_224'"):
         pretrained.paper_weights("tiny", cache_dir=tmp_path / "cache3")
     # asked for by name, the substitute is used and the source says so
     monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False: fake)

@@ -60,7 +60,7 @@ def test_mmseg_release_is_downloaded_hash_checked_and_converted(tmp_path, monkey
 
 def test_google_drive_release_needs_gdown(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gdown", None)  # as if gdown were not installed
-    with pytest.raises(RuntimeError, match="pip install gdown"):
+    with pytest.raises(FileNotFoundError, match="pip install gdown"):
         released.download_released(released.get_released("official:ade20k_pup"), cache_dir=tmp_path)
 
 
@@ -103,3 +103,52 @@ def test_deit_recipes_taps_and_weights(monkeypatch):
     logs = []
     build.load_pretrained(build.build_model(small, 150), small, log=logs.append)
     assert asked == ["deit"] and "stub: loaded" in logs[0] and "distillation token" in logs[0]
+
+
+def _offline(monkeypatch):
+    """As on a machine without internet: every URL fails to resolve (torch.hub and gdown alike)."""
+    import urllib.error
+    import urllib.request
+
+    def refuse(*a, **k):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    import torch.hub
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)  # torch.hub imported its own name
+
+
+@pytest.mark.parametrize("key", ["official:ade20k_pup", "mmseg:ade20k_pup"])
+def test_released_download_offline_or_without_gdown_is_one_line_saying_what_to_do(key, tmp_path, monkeypatch,
+                                                                                   capsys):
+    monkeypatch.setitem(sys.modules, "gdown", None)  # not installed (Drive files)
+    _offline(monkeypatch)  # no network (mmsegmentation files)
+    monkeypatch.setenv("HOME", str(tmp_path))  # the cache: ~/.cache/setr_edu
+    code = main(["eval", "--checkpoint", key, "--data-root", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err, err
+    assert len(err.splitlines()) <= 2  # the error line (+ the SETR_EDU_DEBUG hint)
+    cache = tmp_path / ".cache" / "setr_edu"
+    assert str(cache) in err and "by hand" in err  # where to put a hand-downloaded file
+    assert ("pip install gdown" in err) == key.startswith("official:")
+    assert not any(cache.glob("*.part"))  # nothing half-downloaded left
+
+
+def test_a_failing_gdown_download_is_one_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from setr_edu.model.pretrained import DownloadError
+
+    def broken(id, output, quiet):
+        Path(output).write_bytes(b"half")  # gdown writes, then the connection drops
+        raise ConnectionError("Connection reset by peer")
+
+    monkeypatch.setitem(sys.modules, "gdown", SimpleNamespace(download=broken))
+    entry = released.get_released("official:ade20k_pup")
+    with pytest.raises(DownloadError, match=r"could not download .*by hand .*to .*setr_official_ade20k_pup\.pth"):
+        released.download_released(entry, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setitem(sys.modules, "gdown", SimpleNamespace(download=lambda id, output, quiet: None))
+    with pytest.raises(DownloadError, match="could not download"):  # gdown's "no file" answer
+        released.download_released(entry, cache_dir=tmp_path)

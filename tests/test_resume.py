@@ -83,7 +83,7 @@ def test_checkpoint_holds_everything_to_resume(tmp_path):
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
-    path = save_checkpoint(tmp_path / "last.pt", {"iter": 1})
+    path = save_checkpoint(tmp_path / "last.pt", {"iter": 1, "model": {}, "recipe": {}})
 
     def dies_mid_write(obj, f, *a, **k):
         f.write(b"partial bytes")
@@ -120,3 +120,41 @@ def test_checkpoint_from_another_model_is_refused_before_loading(tmp_path):
         with pytest.raises(CheckpointError, match="shape mismatches"):
             ckpt.check_compatible(load_checkpoint(tmp_path / "last.pt"),
                                   _trainer(tmp_path / "b", num_classes=5).model, path="last.pt")
+
+
+@pytest.mark.parametrize("stop_at", [4, 8])  # a middle validation, the final one
+def test_a_validation_stopped_by_a_signal_is_run_again_on_resume(tmp_path, monkeypatch, stop_at):
+    """Issue 21: SIGINT during the final validation, then resume, reported the previous validation's mIoU."""
+    import signal
+
+    from setr_edu.engine import trainer as trainer_mod
+
+    straight = _trainer(tmp_path / "straight").fit()
+    real_evaluate = trainer_mod.evaluate
+    calls = []
+
+    def ctrl_c_in_one_validation(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at // 4:
+            os.kill(os.getpid(), signal.SIGINT)  # stops at once: the checkpoint of this iteration is written
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "evaluate", ctrl_c_in_one_validation)
+    with pytest.raises(trainer_mod.TrainingInterrupted, match=f"saved iteration {stop_at} of 8"):
+        _trainer(tmp_path / "run").fit()
+    monkeypatch.setattr(trainer_mod, "evaluate", real_evaluate)
+    resumed = _trainer(tmp_path / "run", resume=True).fit()
+    assert resumed["mIoU"] == straight["mIoU"] and resumed["aAcc"] == straight["aAcc"]
+    vals = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in vals if "val_mIoU" in r] == [4, 8]  # each validation once, none lost
+    meta = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]
+    assert meta["last_val"]["mIoU"] == straight["mIoU"] and meta["val_iter"] == 8
+
+
+def test_a_finished_validation_is_not_run_again(tmp_path, monkeypatch):
+    _trainer(tmp_path, max_iters=6).fit(until=4)  # validated at 4 after its checkpoint; last.pt is from before
+    from setr_edu.engine import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "evaluate", lambda *a, **k: 1 / 0)
+    t = _trainer(tmp_path, resume=True, max_iters=6)
+    assert t.iter == 4 and t.last_val is not None and not t._validation_missing()

@@ -9,6 +9,7 @@ from engine_helpers import PointwiseNet, one_thread, tiny_recipe
 import setr_edu
 from setr_edu.data import SyntheticContextDataset
 from setr_edu.engine.optim import PolySchedule, build_optimizer, param_groups, poly_lr
+from setr_edu.engine.checkpoint import load_checkpoint
 from setr_edu.engine.trainer import InfiniteBatchSampler, Trainer
 from setr_edu.model.baseline import LocalCNN
 
@@ -199,3 +200,27 @@ def test_real_dataset_layout_trains_with_paper_augmentation_and_slide_eval(tmp_p
     t = Trainer(r, tmp_path / "run", progress=False, log=None)
     assert t.num_classes == 3 and len(t.val_set) == 2
     assert 0 <= t.fit()["mIoU"] <= 1
+
+
+def test_fp16_loss_scale_and_skipped_steps_are_logged_and_a_warning_given(tmp_path):
+    """Issue 19: with an overflowing scale every fp16 step was skipped and the log showed nothing. On CPU: a
+    GradScaler and gradients that are inf at every step, as in an fp16 run that overflows."""
+    messages = []
+    t = Trainer(tiny_recipe(max_iters=6, log_every=2, eval_every=100), tmp_path, progress=False,
+                log=messages.append)
+    t.scaler = torch.amp.GradScaler("cpu")  # what amp=fp16 builds on a GPU (its default scale 2^16)
+    next(t.model.parameters()).register_hook(lambda g: g * float("inf"))  # every step's gradients overflow
+    before = {k: v.detach().clone() for k, v in t.model.named_parameters()}
+    t.fit()
+    recs = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines() if "loss" in ln]
+    assert [r["skipped_steps"] for r in recs] == [2, 4, 6]
+    assert [r["loss_scale"] for r in recs] == [2.0 ** 14, 2.0 ** 12, 2.0 ** 10]  # halved at each skipped step
+    assert all(torch.equal(before[k], v) for k, v in t.model.named_parameters())  # nothing was trained
+    warnings = [m for m in messages if m.startswith("warning: the fp16 GradScaler skipped")]
+    assert len(warnings) == 1 and "6 of 6 steps" in warnings[0] and "amp=bf16" in warnings[0]
+    assert load_checkpoint(tmp_path / "last.pt")["meta"]["skipped_steps"] == 6
+
+
+def test_no_scaler_fields_without_fp16(tmp_path):
+    Trainer(tiny_recipe(max_iters=2, log_every=1, eval_every=100), tmp_path, progress=False, log=None).fit()
+    assert "loss_scale" not in (tmp_path / "log.jsonl").read_text()

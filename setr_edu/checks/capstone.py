@@ -2,9 +2,10 @@
 
 Interfaces the assignment asks for:
 
-* ``model``: a trained :class:`setr_edu.SETR` (any decoder) for :class:`setr_edu.data.SyntheticContextDataset`;
-  ``model(x)`` -> logits ``(B, K, H, W)``. Graded on the ``val`` split (seed 0) at the run profile's scale:
-  it must reach the profile's target mIoU (:data:`TARGETS`) and beat the "everything is background" baseline.
+* ``model``: a trained :class:`setr_edu.SETR` (any decoder) for
+  :class:`~setr_edu.data.synthetic.SyntheticContextDataset`; ``model(x)`` -> logits ``(B, K, H, W)``. Graded on
+  the ``val`` split (seed 0) at the run profile's scale: it must reach the profile's target mIoU (:data:`TARGETS`)
+  and beat the "everything is background" baseline.
 * ``worst_images(model, dataset, k)`` -> the indices of the ``k`` images with the lowest per-image mIoU, worst
   first (per-image mIoU: :class:`~setr_edu.engine.metrics.SegmentationMetric` on that image alone).
 

@@ -4,9 +4,9 @@ Interfaces the assignment asks for:
 
 * ``patchify(x, patch_size) -> patches``: ``(B, C, H, W) -> (B, N, C*p*p)``, patches in row-major order
   (left to right, then top to bottom), each patch flattened channel first, then rows, then columns: the order of
-  :func:`torch.nn.functional.unfold` and of a ``Conv2d`` weight ``(D, C, p, p)``.
-* ``MyPatchEmbedding(patch_size, in_chans, embed_dim)`` with one projection layer (any name), either ``nn.Conv2d(in_chans,
-  embed_dim, patch_size, stride=patch_size)`` or ``nn.Linear(in_chans*p*p, embed_dim)``;
+  ``torch.nn.functional.unfold`` and of a ``Conv2d`` weight ``(D, C, p, p)``.
+* ``MyPatchEmbedding(patch_size, in_chans, embed_dim)`` with one projection layer (any name), either
+  ``nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)`` or ``nn.Linear(in_chans*p*p, embed_dim)``;
   ``forward(x)``: ``(B, C, H, W) -> (B, N, D)``. Reference: :class:`setr_edu.PatchEmbedding`.
 """
 from __future__ import annotations

@@ -8,6 +8,7 @@ else is an error, so no weight is ever ignored silently.
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Callable
@@ -76,14 +77,65 @@ def square_grid(num_patches: int) -> int:
     return side
 
 
-def config_ints(meta: dict, name: str) -> list[list[int]]:
-    """Every value of ``name`` (``in_index``, ``mla_index``, ``num_heads`` ...) in the config text that mmcv
-    stores in ``meta['config']``, in order of appearance (decode head first, then the auxiliary heads)."""
-    text = meta.get("config") if isinstance(meta, dict) else None
-    if not isinstance(text, str):
-        return []
-    rx = re.compile(rf"['\"]?\b{name}['\"]?\s*[:=]\s*(\d+|[\(\[][\d,\s]*[\)\]])")
-    return [[int(x) for x in re.findall(r"\d+", m.group(1))] for m in rx.finditer(text)]
+def config_model(meta: dict) -> dict:
+    """The ``model = dict(...)`` of the training config stored in a checkpoint, as a nested dict (``{}`` if none).
+
+    mmcv 1.x stores the config text under ``meta['config']`` (keys in definition order), mmengine (mmsegmentation
+    >= 1.0) under ``meta['cfg']`` (pretty-printed with sorted keys). Both are Python: the text is *parsed* (``ast``),
+    never run, and read by structure (``model['decode_head']['in_index']``), so the order of the keys does not
+    matter. Values that are not literals (names, calls other than ``dict``) become ``None``.
+    """
+    if not isinstance(meta, dict):
+        return {}
+    for key in ("cfg", "config"):
+        text = meta.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["model"]:
+                model = _literal(node.value)
+                if isinstance(model, dict):
+                    return model
+    return {}
+
+
+def _literal(node: ast.AST):
+    """A config value from its syntax tree: literals, lists/tuples/dicts and ``dict(k=v)``; anything else None."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return -node.operand.value if isinstance(node.operand.value, (int, float)) else None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values) if k is not None}
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict" and not node.args:
+        return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg}
+    return None
+
+
+def config_heads(model: dict) -> list[dict]:
+    """The decode head, then the auxiliary heads in their list order (a single aux head may be a dict)."""
+    aux = model.get("auxiliary_head")
+    aux = [aux] if isinstance(aux, dict) else list(aux or [])
+    return [h for h in [model.get("decode_head"), *aux] if isinstance(h, dict)]
+
+
+def as_ints(value) -> list[int] | None:
+    """``23`` -> ``[23]``, ``(5, 11, 17, 23)`` -> ``[5, 11, 17, 23]``; anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                         for v in value):
+        return list(value)
+    return None
 
 
 def infer_encoder(sd: dict, prefix: str, layer: str, names: dict, meta: dict, num_heads: int | None,
@@ -97,9 +149,9 @@ def infer_encoder(sd: dict, prefix: str, layer: str, names: dict, meta: dict, nu
     report.inferred.update(depth=depth, embed_dim=D, patch_size=patch.shape[-1], img_size=grid * patch.shape[-1],
                            mlp_ratio=hidden / D)
     if num_heads is None:
-        from_meta = config_ints(meta, "num_heads")
+        from_meta = as_ints((config_model(meta).get("backbone") or {}).get("num_heads"))
         if from_meta:
-            num_heads, where = from_meta[0][0], "from the checkpoint's meta['config']"
+            num_heads, where = from_meta[0], "from the checkpoint's config (meta['cfg'] or meta['config'])"
         elif D % 64 == 0:
             num_heads, where = D // 64, "assumed: head width 64 as in ViT-B/L and DeiT-B; pass num_heads= if not"
         else:

@@ -26,7 +26,8 @@ from torch import nn
 from ..model.decoders import UpHead
 from ..model.encoder import resize_pos_embed
 from ..model.setr import SETR, build_setr
-from .common import ConversionReport, config_ints, copy_weights, count_indexed, infer_encoder, read_checkpoint
+from .common import (ConversionReport, as_ints, config_heads, config_model, copy_weights, count_indexed,
+                     infer_encoder, read_checkpoint)
 
 _BLOCK = {"norm1": "ln1", "norm2": "ln2", "attn.qkv.weight": "attn.attn.in_proj_weight",
           "attn.qkv.bias": "attn.attn.in_proj_bias", "attn.proj": "attn.attn.out_proj", "mlp.fc1": "ffn.layers.0.0",
@@ -51,16 +52,17 @@ def _up_head(sd: dict, prefix: str, in_dim: int, num_classes: int, scale: int) -
 
 def _taps(kind: str, depth: int, n_aux: int, meta: dict, given: dict, report: ConversionReport) -> dict:
     keys = ("mla_taps",) if kind == "mla" else ("main_tap", "aux_taps")
-    out = config_ints(meta, "out_indices")
-    index = config_ints(meta, "in_index")
+    cfg = config_model(meta)  # meta['cfg'] (mmengine, sorted keys) or meta['config'] (mmcv), read by structure
+    out = as_ints((cfg.get("backbone") or {}).get("out_indices"))
+    index = [as_ints(h.get("in_index")) for h in config_heads(cfg)]
     if all(k in given for k in keys):
         taps, where = {k: given[k] for k in keys}, "passed in"
     elif out and kind == "mla":
-        taps, where = {"mla_taps": tuple(i + 1 for i in out[0])}, "from meta['config'] out_indices"
-    elif out and len(index) == 1 + n_aux:
-        z = [i + 1 for i in out[0]]
+        taps, where = {"mla_taps": tuple(i + 1 for i in out)}, "from the checkpoint's config: out_indices"
+    elif out and len(index) == 1 + n_aux and all(i and len(i) == 1 and i[0] < len(out) for i in index):
+        z = [i + 1 for i in out]
         taps = {"main_tap": z[index[0][0]], "aux_taps": tuple(z[i[0]] for i in index[1:])}
-        where = "from meta['config'] out_indices and in_index"
+        where = "from the checkpoint's config: out_indices and each head's in_index"
     elif depth == 24:  # configs/_base_/models/setr_{naive,pup,mla}.py: out_indices (9, 14, 19, 23) / (5, 11, 17, 23)
         taps = {"mla_taps": (6, 12, 18, 24)} if kind == "mla" else {"main_tap": 24, "aux_taps": (10, 15, 20)[:n_aux]}
         where = "mmsegmentation's SETR configs (ViT-L)"
@@ -151,7 +153,7 @@ def mmseg_key_map(model: SETR) -> dict[str, tuple[str | None, object]]:
 
 def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads: int | None = None,
                     aux: bool = True, strict: bool = True, **build_setr_kwargs) -> SETR:
-    """Build a setr_edu :class:`SETR` from an mmsegmentation SETR checkpoint (path or loaded dict).
+    """Build a setr_edu :class:`~setr_edu.SETR` from an mmsegmentation SETR checkpoint (path or loaded dict).
 
     Same arguments and report as :func:`setr_edu.load_official_setr`. Without ``meta['config']`` the taps are
     those of mmsegmentation's ViT-L configs: ``out_indices`` (9, 14, 19, 23) -> main Z24, aux Z10, Z15, Z20;
@@ -164,6 +166,11 @@ def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads
     report = ConversionReport("mmsegmentation SETR")
     model, grid = build_mmseg_layout(sd, meta, num_heads, aux, report, **build_setr_kwargs)
     key_map = mmseg_key_map(model)
+    has_bias = "backbone.patch_embed.projection.bias" in sd
+    report.inferred["patch_bias"] = has_bias
+    if not has_bias:  # mmsegmentation >= 1.2.0 builds its ViT with patch_bias=False (the same function, bias 0)
+        key_map["encoder.patch_embed.proj.bias"] = (None, None)
+        report.notes.append("no patch-embedding bias (mmsegmentation >= 1.2.0, patch_bias=False): set to 0")
     new = model.encoder.grid
     if grid != new:
         key_map["encoder.pos_embed"] = ("backbone.pos_embed", lambda p: resize_pos_embed(p, grid, new, 1, "bilinear"))
@@ -174,18 +181,28 @@ def load_mmseg_setr(path_or_state_dict, decoder: str | None = None, *, num_heads
     return model.eval()
 
 
-def to_mmseg_state_dict(model: SETR) -> dict[str, torch.Tensor]:
+def to_mmseg_state_dict(model: SETR, patch_bias: bool | None = None) -> dict[str, torch.Tensor]:
     """The mmsegmentation state dict of a model in mmsegmentation's layout (the inverse of
     :func:`setr_edu.load_mmseg_setr`).
 
-    Raises if a tensor that mmsegmentation does not have (a conv bias) is not 0: it could not be written back.
+    ``patch_bias``: write ``backbone.patch_embed.projection.bias`` (mmsegmentation 0.x-1.1 configs) or not
+    (>= 1.2.0, whose ViT has ``patch_bias=False``, so a strict load refuses the key). ``None``: as the converted
+    checkpoint had it (``model.conversion_report``), else True. Raises if a tensor that mmsegmentation does not
+    have (a conv bias, or the patch bias with ``patch_bias=False``) is not 0: it could not be written back.
     """
+    if patch_bias is None:
+        report = getattr(model, "conversion_report", None)
+        patch_bias = report.inferred.get("patch_bias", True) if report is not None else True
     state = model.state_dict()
     out = {}
-    for key, (src, fn) in mmseg_key_map(model).items():
+    key_map = mmseg_key_map(model)
+    if not patch_bias:
+        key_map["encoder.patch_embed.proj.bias"] = (None, None)
+    for key, (src, fn) in key_map.items():
         if src is None:
             if state[key].abs().max() > 0:
-                raise ValueError(f"{key!r} is not 0 but mmsegmentation's layout has no such tensor")
+                raise ValueError(f"{key!r} is not 0 but mmsegmentation's layout has no such tensor"
+                                 + (" (patch_bias=False)" if key == "encoder.patch_embed.proj.bias" else ""))
             continue
         out[src] = fn(state[key]) if fn else state[key]  # the only transform (block reversal) is its own inverse
     return out

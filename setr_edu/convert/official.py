@@ -1,4 +1,4 @@
-"""Load a checkpoint of the official SETR code (github.com/fudan-zvg/SETR) into a setr_edu :class:`SETR`.
+"""Load a checkpoint of the official SETR code (github.com/fudan-zvg/SETR) into a setr_edu :class:`~setr_edu.SETR`.
 
 The official checkpoints are mmcv files ``{'meta', 'state_dict'}``. Their backbone already uses timm's names
 (``backbone.blocks.L.attn.qkv`` ...), which are setr_edu's too; only the heads are renamed:
@@ -29,7 +29,8 @@ import re
 from ..config import DecoderConfig
 from ..model.encoder import resize_pos_embed
 from ..model.setr import SETR, build_setr
-from .common import ConversionReport, config_ints, copy_weights, count_indexed, infer_encoder, read_checkpoint
+from .common import (ConversionReport, as_ints, config_heads, config_model, copy_weights, count_indexed,
+                     infer_encoder, read_checkpoint)
 
 CONV_SEG = "conv_seg: built by mmsegmentation's BaseDecodeHead, never used in the official forward"
 
@@ -49,14 +50,16 @@ def official_taps(kind: str, depth: int, n_aux: int, meta: dict, given: dict, re
     if all(k in given for k in keys):
         taps, where = {k: given[k] for k in keys}, "passed in"
     else:
-        if kind == "mla":
-            found = config_ints(meta, "mla_index")
+        cfg = config_model(meta)
+        if kind == "mla":  # VIT_MLA's mla_index (the backbone's; older texts put it on the heads)
+            found = [as_ints(part.get("mla_index")) for part in [cfg.get("backbone") or {}, *config_heads(cfg)]]
+            found = [f for f in found if f and len(f) == 4]
             taps = {"mla_taps": tuple(i + 1 for i in found[0])} if found else None
-        else:
-            found = config_ints(meta, "in_index")
-            ok = len(found) == 1 + n_aux and all(len(f) == 1 for f in found)
+        else:  # decode_head.in_index, then each auxiliary head's, in the config's list order
+            found = [as_ints(h.get("in_index")) for h in config_heads(cfg)]
+            ok = len(found) == 1 + n_aux and all(f and len(f) == 1 for f in found)
             taps = {"main_tap": found[0][0] + 1, "aux_taps": tuple(f[0] + 1 for f in found[1:])} if ok else None
-        where = "from the checkpoint's meta['config'] (0-based in_index + 1)"
+        where = "from the checkpoint's config, meta['cfg'] or meta['config'] (0-based in_index + 1)"
         if taps is None:
             default = DecoderConfig.for_encoder(kind, depth)
             taps = {k: getattr(default, k) for k in keys}
@@ -97,7 +100,7 @@ def _official_key(key: str, model: SETR) -> str:
 
 def load_official_setr(path_or_state_dict, decoder: str | None = None, *, num_heads: int | None = None,
                        aux: bool = True, strict: bool = True, **build_setr_kwargs) -> SETR:
-    """Build a setr_edu :class:`SETR` from an official SETR checkpoint (a ``.pth`` path or a loaded dict).
+    """Build a setr_edu :class:`~setr_edu.SETR` from an official SETR checkpoint (a ``.pth`` path or a loaded dict).
 
     Args:
         decoder: ``"naive"``, ``"pup"`` or ``"mla"``; read from the keys when omitted (and checked when given).

@@ -50,22 +50,66 @@ def _why(e: Exception) -> str:
     return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
 
 
+# EXIF tag 0x0112 (Orientation) -> the transpose that shows the picture upright (what photo viewers and
+# PIL.ImageOps.exif_transpose do): a phone stores a portrait photo as the sensor read it, with tag 6.
+EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                  5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                  8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 = stored upright) from the header alone (a PNG's eXIf chunk counts only when
+    it comes before the pixels, so the header read and the full read agree)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except (ValueError, TypeError, SyntaxError, OSError):  # a broken EXIF block: show the pixels as stored
+        return 1
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """``uint8 (H, W, 3)`` RGB. 8-bit modes go through ``convert("RGB")``; deeper ones are scaled, not clipped:
+    16-bit integers by 1/257 (65535 -> 255), 32-bit integers the same if they fit in 16 bits, else by their
+    maximum; floats in [0, 1] by 255 (the usual convention), in [0, 255] as they are, larger by their maximum
+    (NaN -> 0). ``convert`` alone would clip 16-bit values above 255 to white and floats in [0, 1] to black.
+    (16-bit RGB PNGs are already reduced to 8 bits per channel by Pillow when it opens them.)"""
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return np.asarray(im.convert("RGB"))
+    a = np.asarray(im).astype(np.float64)  # (H, W)
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    top = a.max(initial=0)
+    if im.mode.startswith("I;16") or (im.mode == "I" and 255 < top <= 65535):
+        a = a / 257
+    elif im.mode == "F" and top <= 1:
+        a = a * 255
+    elif top > 255:
+        a = a * (255 / top)
+    return np.repeat(a.round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def read_image(path) -> np.ndarray:
-    """The image at ``path`` as RGB ``uint8 (H, W, 3)``; ``BadFileError`` naming the file if it cannot be decoded
-    (random bytes, a truncated JPEG, a text file with an image suffix)."""
+    """The image at ``path`` as RGB ``uint8 (H, W, 3)``, as a viewer shows it: EXIF orientation applied,
+    16-bit and float images scaled to 8 bits (:func:`_to_rgb8`); ``BadFileError`` naming the file if it cannot
+    be decoded (random bytes, a truncated JPEG, a text file with an image suffix)."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            turn = EXIF_TRANSPOSE.get(_orientation(im))
+            rgb = _to_rgb8(im)
     except UNREADABLE as e:
         raise BadFileError(f"{path} is not a readable image ({_why(e)})") from None
+    return np.asarray(Image.fromarray(rgb).transpose(turn)) if turn is not None else rgb
 
 
 def image_header(path) -> tuple[int, int]:
-    """``(width, height)`` of an image from its header alone, checking that the file ends with its format's end
-    marker (JPEG, PNG), which catches files cut short without decoding them; ``BadFileError`` otherwise."""
+    """``(width, height)`` of an image as displayed (EXIF orientation applied) from its header alone, checking
+    that the file ends with its format's end marker (JPEG, PNG), which catches files cut short without decoding
+    them; ``BadFileError`` otherwise."""
     try:
         with Image.open(path) as im:
             size, fmt = im.size, im.format
+            if _orientation(im) in (5, 6, 7, 8):  # turned by 90 degrees: width and height swap
+                size = size[::-1]
         with open(path, "rb") as f:
             f.seek(max(0, os.path.getsize(path) - 1024))
             tail = f.read()

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,15 @@ class Resource:
 ADE20K_ZIP = Resource("http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
                       "ADEChallengeData2016.zip", md5="7328b3957e407ddae1d3cbf487f149ef", size_hint="923 MB")
 
+# Where the book (ch12) and these instructions keep the ADE20K zip on Google Drive between Colab sessions; ch12's
+# code builds the same path from COLAB_DRIVE_DIR (tests/test_archives.py checks they agree).
+COLAB_DRIVE_DIR = "/content/drive/MyDrive/setr-edu"
+COLAB_ARCHIVE = f"{COLAB_DRIVE_DIR}/{ADE20K_ZIP.filename}"
+
 INSTRUCTIONS = {
     "ade20k": """ADE20K SceneParsing (150 classes) is freely downloadable (resumable, checksummed):
     python -m setr_edu data ade20k --root <root>
-(on Colab, add --archive /content/drive/MyDrive/ADEChallengeData2016.zip to keep the zip on Drive for next time;
+(on Colab, add --archive {archive} to keep the zip on Drive for next time;
 in Python: setr_edu.data.download_ade20k("<root>")), or by hand:
     {url} ({size}, md5 {md5}), unzipped so that this layout exists:
     <root>/ADEChallengeData2016/images/training/ADE_train_00000001.jpg ...      (20,210 images)
@@ -84,8 +90,10 @@ def instructions(dataset: str, root: str | Path = "<root>") -> str:
     with ``root`` written into the commands."""
     if dataset not in INSTRUCTIONS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(INSTRUCTIONS)}")
-    r = ADE20K_ZIP  # only the ADE20K text has {placeholders}
-    text = INSTRUCTIONS[dataset].format(url=r.url, size=r.size_hint, md5=r.md5) if dataset == "ade20k" else INSTRUCTIONS[dataset]
+    text = INSTRUCTIONS[dataset]
+    if dataset == "ade20k":  # only the ADE20K text has {placeholders}
+        r = ADE20K_ZIP
+        text = text.format(url=r.url, size=r.size_hint, md5=r.md5, archive=COLAB_ARCHIVE)
     return text.replace("<root>", str(root))
 
 
@@ -169,37 +177,158 @@ def _progress_bar(total, initial, name):
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name)
 
 
-def extract(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack a .zip / .tar(.gz) into ``dest`` via a temporary folder, refusing members that would land outside
-    ``dest``; top-level entries are moved into place only after the whole archive was read."""
+class ArchiveError(ValueError):
+    """An archive that cannot or must not be unpacked (corrupt, hostile, too big); the message says why and what
+    to do. Nothing of it is left in the target folder."""
+
+
+MAX_UNPACKED_BYTES = 64 << 30  # the largest dataset archive (Cityscapes leftImg8bit, 11 GB) unpacks to ~11.6 GB
+MAX_RATIO = 100  # images are already compressed: a real dataset zip unpacks to ~1-5x its size, a zip bomb to 1000x
+CHUNK = 1 << 20
+
+
+class UnpackBudget:
+    """How many bytes an archive may unpack to; :meth:`declare` checks the sizes its headers declare before
+    anything is written, :meth:`spend` counts the bytes actually written (a header can lie)."""
+
+    def __init__(self, limit: int, archive, why: str = ""):
+        self.limit, self.archive, self.why, self.declared, self.written = limit, archive, why, 0, 0
+
+    def _refuse(self, amount: int, what: str):
+        raise ArchiveError(f"{self.archive} {what} {amount:,} bytes, more than the limit of {self.limit:,}"
+                           f"{self.why}: a zip bomb? "
+                           f"If you trust it, allow more with --max-unpacked-gb N (extract(..., max_bytes=N))")
+
+    def declare(self, size: int) -> None:
+        self.declared += size
+        if self.declared > self.limit:
+            self._refuse(self.declared, "would unpack to")
+
+    def spend(self, size: int) -> None:
+        self.written += size
+        if self.written > self.limit:
+            self._refuse(self.written, "unpacked to more than")
+
+
+def copy_counted(src, path: Path, budget: UnpackBudget) -> None:
+    """Copy the stream ``src`` to ``path`` chunk by chunk, charging every byte to ``budget``."""
+    with open(path, "wb") as out:
+        while chunk := src.read(CHUNK):
+            budget.spend(len(chunk))
+            out.write(chunk)
+
+
+LINK_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.islnk, "a hard link"),
+              (tarfile.TarInfo.ischr, "a character device"), (tarfile.TarInfo.isblk, "a block device"),
+              (tarfile.TarInfo.isfifo, "a fifo"))
+
+
+def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None) -> Path:
+    """Unpack a .zip / .tar(.gz) into ``dest`` safely; returns ``dest``.
+
+    Members go to a temporary folder ``dest/.extracting-<name>`` and are moved into place only after the whole
+    archive was read; any failure removes that folder and raises one :class:`ArchiveError`. Refused: members that
+    would land outside ``dest``, links and devices (dataset archives hold only files and folders), a corrupt
+    archive, and more than ``max_bytes`` unpacked (default: :data:`MAX_RATIO` x the archive's size + 1 MiB, at
+    most :data:`MAX_UNPACKED_BYTES`; checked on the declared sizes first, then on the bytes written). A folder
+    that already exists in ``dest`` is merged into (files of the same name replaced), never deleted."""
     archive, dest = Path(archive), Path(dest)
+    if max_bytes is None:
+        size = archive.stat().st_size
+        budget = UnpackBudget(min(MAX_UNPACKED_BYTES, MAX_RATIO * size + (1 << 20)), archive,
+                              f" ({MAX_RATIO}x its size + 1 MiB, at most {MAX_UNPACKED_BYTES >> 30} GiB)")
+    else:
+        budget = UnpackBudget(max_bytes, archive)
     tmp = dest / f".extracting-{archive.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            _check_members(z.namelist(), tmp)
-            z.extractall(tmp)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            _check_members(t.getnames(), tmp)
-            t.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive")
-    for entry in tmp.iterdir():
-        target = dest / entry.name
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(entry, target)
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, tmp, budget)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, tmp, budget)
+        else:
+            raise ArchiveError(f"{archive} is neither a zip nor a tar archive (a partial or corrupt download?)")
+        for entry in tmp.iterdir():
+            _check_merge(entry, dest / entry.name)
+        for entry in tmp.iterdir():
+            _merge(entry, dest / entry.name)
+    except ArchiveError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, zlib.error, tarfile.TarError, EOFError, NotImplementedError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArchiveError(f"{archive} is corrupt and cannot be unpacked ({type(err).__name__}: {err}); "
+                           f"download or copy it again") from None
+    except BaseException:  # an interrupt or a full disk: nothing half-made is left; a rerun starts afresh
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     tmp.rmdir()
     return dest
+
+
+def _extract_zip(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
+    with zipfile.ZipFile(archive) as z:
+        infos = z.infolist()
+        _check_members([i.filename for i in infos], tmp)
+        for info in infos:
+            budget.declare(info.file_size)
+        for info in infos:
+            path = tmp / info.filename
+            if info.is_dir():
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src:
+                copy_counted(src, path, budget)
+
+
+def _extract_tar(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
+    with tarfile.open(archive) as t:
+        members = t.getmembers()
+        _check_members([m.name for m in members], tmp)
+        for m in members:
+            kind = next((what for test, what in LINK_KINDS if test(m)), None)
+            if kind:
+                raise ArchiveError(f"{archive}: member {m.name!r} is {kind}; dataset archives hold only files and "
+                                   f"folders, so it was refused and nothing was unpacked")
+            budget.declare(m.size if m.isfile() else 0)
+        for m in members:
+            if m.isdir():
+                (tmp / m.name).mkdir(parents=True, exist_ok=True)
+            elif m.isfile():
+                (tmp / m.name).parent.mkdir(parents=True, exist_ok=True)
+                copy_counted(t.extractfile(m), tmp / m.name, budget)
 
 
 def _check_members(names, root: Path) -> None:
     root = root.resolve()
     for name in names:
         if not (root / name).resolve().is_relative_to(root):
-            raise ValueError(f"archive member {name!r} would be written outside {root}; refusing to extract")
+            raise ArchiveError(f"archive member {name!r} would be written outside {root}; refusing to extract")
+
+
+def _check_merge(src: Path, target: Path) -> None:
+    """Refuse (before anything moves) an entry whose kind clashes with what is already there."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if src.is_dir() != (target.is_dir() and not target.is_symlink()):
+        there, new = ("a folder", "a file") if target.is_dir() else ("a file", "a folder")
+        raise ArchiveError(f"{target} is already {there} but the archive holds {new} of that name; move it away "
+                           f"and run again (nothing was changed)")
+    if src.is_dir():
+        for entry in src.iterdir():
+            _check_merge(entry, target / entry.name)
+
+
+def _merge(src: Path, target: Path) -> None:
+    """Move ``src`` to ``target``; a folder that exists receives the archive's entries (nothing of it deleted)."""
+    if src.is_dir() and target.is_dir():
+        for entry in src.iterdir():
+            _merge(entry, target / entry.name)
+        src.rmdir()
+    else:
+        os.replace(src, target)
 
 
 def copy_file(src: str | Path, dest: str | Path, chunk_size: int = 16 << 20) -> Path:
@@ -215,20 +344,22 @@ def copy_file(src: str | Path, dest: str | Path, chunk_size: int = 16 << 20) -> 
 
 def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False, progress: bool = True,
                     archive: str | Path | None = None, url: str | None = None, md5: str | None = ADE20K_ZIP.md5,
-                    log=print) -> Path:
+                    log=print, max_bytes: int | None = None) -> Path:
     """Download (923 MB, resumable, md5-checked) and unpack ADE20K SceneParsing into ``root``; returns
     ``root/ADEChallengeData2016``. Does nothing if that folder already holds both splits.
 
-    ``archive``: where the zip is kept between sessions (e.g. ``/content/drive/MyDrive/ADEChallengeData2016.zip``).
+    ``archive``: where the zip is kept between sessions (on Colab :data:`COLAB_ARCHIVE`, on Google Drive).
     If it exists it is checked and reused (nothing is downloaded); otherwise it is downloaded there (an interrupted
     download resumes from ``archive.part`` next time). Either way it is copied to ``root`` (local disk: unpacking
-    from a network drive is slow), unpacked, and the local copy removed. ``url``/``md5``: a mirror and its checksum.
+    from a network drive is slow), unpacked, and the local copy removed (also when unpacking fails).
+    ``url``/``md5``: a mirror and its checksum; ``max_bytes``: see :func:`extract`.
     """
     root = Path(root)
     target = root / "ADEChallengeData2016"
     if all((target / kind / split).is_dir() for kind in ("images", "annotations") for split in ("training", "validation")):
         return target
     local = root / ADE20K_ZIP.filename
+    copied = False
     if archive is not None:
         archive = Path(archive).expanduser()
         if archive.is_file():
@@ -239,11 +370,17 @@ def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False
         if archive.resolve() != local.resolve():
             log(f"copying {archive} to {local}")
             copy_file(archive, local)
+            copied = True
         keep_archive = keep_archive or archive.resolve() == local.resolve()
     else:
         download_url(url or ADE20K_ZIP.url, local, md5=md5, progress=progress)
     log(f"unpacking {local} into {root}")
-    extract(local, root)
+    try:
+        extract(local, root, max_bytes)
+    except BaseException:
+        if copied:  # the original stays where the user keeps it
+            local.unlink(missing_ok=True)
+        raise
     if not keep_archive:
         local.unlink()
     return target

@@ -24,7 +24,7 @@ def train_pipeline(crop: int | tuple[int, int], img_scale: tuple[int, int], rati
 def test_pipeline(img_scale: tuple[int, int] | None = None, fast: bool = True, short_side: bool = False) -> Compose:
     """Test-time preprocessing: keep-ratio resize of the image only to ``img_scale`` (None: no resize),
     Normalize, ToTensor. The label keeps its original size; predictions are resized back to it.
-    ``short_side=True`` scales the short side to ``min(img_scale)`` (Pascal Context, see :class:`RandomResize`)."""
+    ``short_side=True`` scales the short side to ``min(img_scale)`` (Pascal Context, see :class:`.RandomResize`)."""
     steps = [] if img_scale is None else [RandomResize(img_scale, None, resize_label=False, short_side=short_side)]
     return _compose(steps + [Normalize(), ToTensor()], fast)
 

@@ -11,8 +11,8 @@ import urllib.error
 from pathlib import Path
 
 from .datasets import ADE20K, Cityscapes, DatasetNotFoundError, PascalContext
-from .download import (CITYSCAPES_ZIPS, OFFICIAL_SIZES, ADE20K_ZIP, ChecksumError, cityscapes_train_ids,
-                       download_ade20k, extract, instructions)
+from .download import (ADE20K_ZIP, CITYSCAPES_ZIPS, COLAB_ARCHIVE, OFFICIAL_SIZES, ArchiveError, ChecksumError,
+                       cityscapes_train_ids, download_ade20k, extract, instructions)
 
 
 def check_layout(dataset: str, root: str | Path) -> dict[str, int]:
@@ -22,18 +22,40 @@ def check_layout(dataset: str, root: str | Path) -> dict[str, int]:
     return {split: len(cls(root, split=split)) for split in ("train", "val")}
 
 
+def _stamp(zip_path: Path) -> tuple[Path, str]:
+    """The ``<zip>.done`` file written once ``zip_path`` was unpacked completely, and what it records (the zip's
+    size and modification time, so a different zip put there later is unpacked again)."""
+    st = zip_path.stat()
+    return zip_path.with_name(zip_path.name + ".done"), f"{st.st_size} {st.st_mtime_ns}\n"
+
+
+def unpack_cityscapes(root: Path, max_bytes: int | None = None, log=print) -> None:
+    """Unpack each official Cityscapes zip found in ``root`` that has not been unpacked completely yet: a zip is
+    marked done (``<zip>.done``) only after :func:`~setr_edu.data.download.extract` finished, so a run cut off in
+    the middle of ``gtFine`` unpacks ``gtFine`` again next time and leaves the finished ``leftImg8bit`` alone."""
+    for name in CITYSCAPES_ZIPS:
+        z = root / name
+        if not z.is_file():
+            continue
+        stamp, record = _stamp(z)
+        if stamp.is_file() and stamp.read_text() == record:
+            continue
+        log(f"unpacking {z}")
+        extract(z, root, max_bytes)
+        stamp.write_text(record)
+
+
 def prepare(dataset: str, root: str | Path, archive: str | Path | None = None, url: str | None = None,
-            md5: str | None = None, keep_archive: bool = False, progress: bool = True, log=print) -> int:
+            md5: str | None = None, keep_archive: bool = False, progress: bool = True, log=print,
+            max_bytes: int | None = None) -> int:
     """``python -m setr_edu data``: make ``dataset`` ready at ``root``; returns the exit status (0: ready,
-    2: something only the user can do, explained)."""
+    2: something only the user can do, explained). ``max_bytes``: the unpacking limit of
+    :func:`~setr_edu.data.download.extract` (default: its zip-bomb guard)."""
     root = Path(root).expanduser()
     if dataset == "ade20k":
-        download_ade20k(root, keep_archive, progress, archive, url, md5 or ADE20K_ZIP.md5, log)
-    elif dataset == "cityscapes" and all((root / z).is_file() for z in CITYSCAPES_ZIPS) \
-            and not (root / "leftImg8bit").is_dir():
-        for z in CITYSCAPES_ZIPS:
-            log(f"unpacking {root / z}")
-            extract(root / z, root)
+        download_ade20k(root, keep_archive, progress, archive, url, md5 or ADE20K_ZIP.md5, log, max_bytes)
+    elif dataset == "cityscapes":
+        unpack_cityscapes(root, max_bytes, log)
     if dataset == "cityscapes":
         cityscapes_train_ids(root, log)
     try:
@@ -52,12 +74,14 @@ def add_arguments(p) -> None:
     """The options of ``python -m setr_edu data`` (an ``argparse`` parser)."""
     p.add_argument("dataset", choices=("ade20k", "cityscapes", "pascal_context"), help="which dataset")
     p.add_argument("--root", required=True, metavar="DIR", help="the dataset folder (the recipes' data_root)")
-    p.add_argument("--archive", metavar="ZIP", help="ade20k: keep the zip here between sessions (e.g. on Google "
-                   "Drive): reused if present, else downloaded here")
+    p.add_argument("--archive", metavar="ZIP", help="ade20k: keep the zip here between sessions (on Colab: "
+                   f"{COLAB_ARCHIVE}): reused if present, else downloaded here")
     p.add_argument("--keep-archive", action="store_true", help="ade20k: keep the downloaded zip in DIR")
     p.add_argument("--url", help="ade20k: download from this mirror instead")
     p.add_argument("--md5", help="ade20k: expected md5 of the zip (default: the official file's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-unpacked-gb", type=float, metavar="N", help="unpack archives of up to N GiB (default: "
+                   "refuse more than 100x the archive's size + 1 MiB or 64 GiB, a zip-bomb guard)")
 
 
 def command(args) -> int:
@@ -65,8 +89,9 @@ def command(args) -> int:
     import sys
 
     try:
+        gb = getattr(args, "max_unpacked_gb", None)
         return prepare(args.dataset, args.root, args.archive, args.url, args.md5, args.keep_archive,
-                       progress=not args.no_progress)
-    except (ChecksumError, ConnectionError, urllib.error.URLError) as err:
+                       progress=not args.no_progress, max_bytes=None if gb is None else int(gb * (1 << 30)))
+    except (ChecksumError, ArchiveError, ConnectionError, urllib.error.URLError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

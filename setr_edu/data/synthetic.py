@@ -49,8 +49,9 @@ class SyntheticContextDataset(SeededTransforms, Dataset):
     Args:
         num_samples: dataset length (images are generated on the fly; nothing is stored).
         img_size: side length H = W in pixels (96 for the ``cpu`` profile, 64 for ``ci``).
-        seed: base seed; ``split`` ("train" | "val" | "test") selects an independent stream, so train and
-            val never share an image.
+        seed: base seed.
+        split: ``"train"``, ``"val"`` or ``"test"``: an independent stream each, so train and val never share
+            an image.
         num_keys: number of key colours (1-4). Classes are ``background`` + one per key colour
             (+ one per (shape, key) pair with ``class_per_shape=True``).
         num_shapes: (min, max) shapes per image.

@@ -1,5 +1,7 @@
 """More than one GPU with PyTorch's own engine: ``torchrun`` + DistributedDataParallel (paper: 8 V100s, SyncBN).
 
+::
+
     torchrun --nproc_per_node=8 -m setr_edu train --config cityscapes_pup_80k
 
 ``torchrun`` starts one process per device and sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and

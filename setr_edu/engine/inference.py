@@ -60,6 +60,13 @@ def whole_inference(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(padded)[..., :H, :W].to(images.device)
 
 
+def too_big_for_whole(h: int, w: int, crop: int, factor: float = 4.0) -> bool:
+    """Whether one whole-image pass over ``h x w`` costs far more than a training crop: more than ``factor`` times
+    the crop's patches. Global attention grows with the square of the patch count (a 6000x4000 photo has 94k
+    patches of 16 px, 92x a 512 crop's, so its attention matrices are ~8,500x larger): slide instead."""
+    return h * w > factor * crop * crop
+
+
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
     """Top (or left) coordinates of the sliding windows along one side; the last window ends at the border."""
     n = max(size - crop + stride - 1, 0) // stride + 1  # mmseg's grid count
@@ -68,17 +75,23 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def slide_inference(model: nn.Module, images: torch.Tensor, crop: int | tuple[int, int], stride: int | tuple[int, int],
-                    window_batch: int = 8) -> torch.Tensor:
+                    window_batch: int = 8, small: str = "pad") -> torch.Tensor:
     """Sliding-window logits ``(B, K, H, W)``: ``crop`` windows every ``stride`` pixels, overlaps averaged.
 
-    Windows are run ``window_batch`` at a time. An image smaller than the crop is zero-padded up to it and the
-    padding is cut off the result. Runs (and averages) on the model's device; the logits come back on the device
-    of ``images``.
+    Windows are run ``window_batch`` at a time. A side smaller than the crop: ``small="pad"`` zero-pads it up to
+    the crop and cuts the padding off the result (the official SETR code: its ViT runs at the training size);
+    ``small="shrink"`` runs the smaller window as it is (mmsegmentation's ``slide_inference``, whose window ends
+    at the image border). Runs (and averages) on the model's device; the logits come back on the device of
+    ``images``.
     """
+    if small not in ("pad", "shrink"):
+        raise ValueError(f"small must be 'pad' (official SETR) or 'shrink' (mmsegmentation), got {small!r}")
     home, images = images.device, images.to(model_device(model))
     ch, cw = (crop, crop) if isinstance(crop, int) else crop
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     B, _, H, W = images.shape
+    if small == "shrink":
+        ch, cw = min(ch, H), min(cw, W)
     padded = _pad_to(images, max(H, ch), max(W, cw))
     Hp, Wp = padded.shape[-2:]
     boxes = [(y, x) for y in window_starts(Hp, ch, sh) for x in window_starts(Wp, cw, sw)]
@@ -135,11 +148,37 @@ def protocol_sizes(h: int, w: int, protocol: str, crop: int,
     return sorted({scaled_size(h, w, s, min_size) for s in scales})
 
 
+#: The evaluation conventions, named after the code a checkpoint comes from (see :func:`convention`).
+CONVENTIONS = ("official", "mmseg")
+
+
+def convention(name: str, crop: int | None, scales: Sequence[float]) -> dict:
+    """``predict``/``evaluate`` keyword arguments of an evaluation convention, named after the code the
+    checkpoint comes from (setr_edu's own runs follow the official SETR code):
+
+    * ``"official"`` (fudan-zvg/SETR ``setr_multi_scale`` + its slide inference): multi-scale views keep a short
+      side of at least the crop (``min_size=crop``), and a window larger than the image is padded;
+    * ``"mmseg"`` (mmsegmentation's ``MultiScaleFlipAug`` + ``slide_inference``): plain scale factors, and a
+      window never larger than the image.
+
+        >>> convention("mmseg", 512, (0.5, 1.0))
+        {'min_size': None, 'small': 'shrink'}
+    """
+    if name not in CONVENTIONS:
+        raise ValueError(f"eval convention must be one of {CONVENTIONS}, got {name!r}")
+    if name == "mmseg":
+        return {"min_size": None, "small": "shrink"}
+    return {"min_size": crop if len(scales) > 1 else None, "small": "pad"}
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, mode: str = "whole", crop: int | None = None,
             stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
-            min_size: int | None = None, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+            min_size: int | None = None, out_size: tuple[int, int] | None = None, small: str = "pad") -> torch.Tensor:
     """Class probabilities ``(B, K, *out_size)`` (default: the input size), averaged over scales and flips.
+
+    ``min_size`` and ``small`` follow the checkpoint's code (:func:`convention`): the official SETR code raises
+    a short side below the crop in multi-scale runs and pads small windows; mmsegmentation does neither.
 
     ``mode``: ``"whole"`` or ``"slide"`` (needs ``crop``; ``stride`` defaults to 2/3 of it). ``scales``: e.g. the
     paper's ``(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)``. ``flip``: also run the mirrored image and mirror the result back.
@@ -159,7 +198,7 @@ def predict(model: nn.Module, images: torch.Tensor, mode: str = "whole", crop: i
         size = scaled_size(H, W, scale, min_size)
         x = images if size == (H, W) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         x = x.flip(-1) if flipped else x
-        logits = slide_inference(model, x, crop, stride) if mode == "slide" else whole_inference(model, x)
+        logits = slide_inference(model, x, crop, stride, small=small) if mode == "slide" else whole_inference(model, x)
         logits = logits.flip(-1) if flipped else logits
         if tuple(logits.shape[-2:]) != out_size:
             logits = F.interpolate(logits.float(), size=out_size, mode="bilinear", align_corners=False)
@@ -173,7 +212,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
              stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1,
              device: str | torch.device | None = None, amp_dtype: torch.dtype | None = None, rank: int = 0,
              world_size: int = 1, progress: bool = False, min_size: int | None = None,
-             class_names: Sequence[str] | None = None, num_workers: int = 0) -> dict:
+             class_names: Sequence[str] | None = None, num_workers: int = 0, small: str = "pad") -> dict:
     """Run ``predict`` over ``dataset`` (items ``(image (3, H, W), label (H', W'))``) and return the metric.
     ``num_workers``: DataLoader worker processes that load (decode, resize) the next images meanwhile.
 
@@ -199,7 +238,8 @@ def evaluate(model: nn.Module, dataset, num_classes: int, mode: str = "whole", c
         for images, labels in tqdm(batches, total=len(loader), desc="eval", disable=not progress, leave=False):
             images, labels = images.to(device), labels.to(device)
             with torch.autocast(model_device(model).type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                probs = predict(model, images, mode, crop, stride, scales, flip, min_size, out_size=labels.shape[-2:])
+                probs = predict(model, images, mode, crop, stride, scales, flip, min_size, out_size=labels.shape[-2:],
+                                small=small)
             metric.update(probs.argmax(dim=1), labels)
     finally:
         del batches  # stops the workers now, also when an image fails to load

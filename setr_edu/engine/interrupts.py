@@ -6,9 +6,15 @@
   ``checkpoint_every`` iterations, so a crash (a Colab disconnect, a killed job) loses minutes, not hours;
 * **checkpoint, then validate**: a validation that fails (a bad file, out of memory) says which checkpoint is kept
   and how to resume, so fixing the cause and resuming loses nothing;
-* **signals**: SIGINT (Ctrl-C, a notebook's stop button) and SIGTERM (``kill``, Colab or a cluster preempting the
-  job) finish the current iteration, save it and raise ``TrainingInterrupted``, whose message says how to resume; a
-  second signal stops at once. Under DDP every rank stops at the same iteration (one all-reduce of the signal).
+* **signals**: SIGINT (Ctrl-C, a notebook's stop button), SIGTERM (``kill``, ``timeout``, Slurm's ``scancel``, a
+  container stop, Colab or a cluster preempting the job) and SIGHUP (the terminal or SSH session closed) finish the
+  current iteration, save it and raise ``TrainingInterrupted``, whose message says how to resume; a second signal
+  stops at once, except during a save, which always finishes first (so ``last.pt`` is the old file or the new one,
+  never a torn one). Under DDP every rank stops at the same iteration (one all-reduce of the signal);
+* **process groups**: ``timeout``, ``scancel`` and a terminal send the signal to every process of the group, the
+  DataLoader workers included. Workers ignore the stop signals (``ignore_stop_signals``; those forked later, e.g.
+  by a validation, ignore the trainer's handler): the main process saves, then stops them, so their deaths are
+  never reported as errors.
 
 ``Interruptible`` holds this logic for ``Trainer``, which mixes it in; it uses the trainer's ``iter``, ``recipe``,
 ``work_dir``, ``env``, ``device``, ``resume_hint``, ``_print``, ``save`` and ``validate``.
@@ -16,6 +22,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -26,13 +33,19 @@ from ..data.datasets import BadFileError
 from .distributed import all_reduce_max
 from .preflight import TrainingError, TrainingInterrupted, one_line
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C / a notebook's interrupt; kill, Colab or Slurm shutting down
+# Ctrl-C / a notebook's interrupt; kill, timeout, Slurm, a container stop; the terminal closed (not on Windows)
+STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
 
 
-def ignore_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process (a terminal sends it to every process of the group),
-    which saves a checkpoint and then stops them. SIGTERM keeps its default: the loader stops workers with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave the stop signals to the main process (``timeout``, ``scancel`` and a terminal send
+    them to every process of the group), which saves a checkpoint and then stops them (and a worker whose parent
+    died exits by itself: torch's watchdog)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+ignore_sigint = ignore_stop_signals  # the old name
 
 
 @contextlib.contextmanager
@@ -53,6 +66,8 @@ class Interruptible:
     _saved_iter: int | None = None  # the iteration last written to (or resumed from) last.pt
     _last_save: float = 0.0  # time.monotonic() of that save
     _validating = False
+    _saving = False  # inside save(): a signal now never interrupts the write
+    _stop_now = False  # a second signal came during a save: stop right after it
 
     def _checkpoint_due(self, end: int) -> bool:
         """Every ``checkpoint_every`` iterations, at ``end`` and after ``checkpoint_minutes`` (0: off) of wall time."""
@@ -84,14 +99,21 @@ class Interruptible:
 
     @contextlib.contextmanager
     def _stop_on_signals(self):
-        """SIGINT and SIGTERM set ``_stop_signal``: ``fit`` finishes the current iteration, saves a checkpoint and
-        stops with ``TrainingInterrupted``. A second signal, or one during a validation whose checkpoint is already
-        written, stops at once."""
+        """SIGINT, SIGTERM and SIGHUP set ``_stop_signal``: ``fit`` finishes the current iteration, saves a
+        checkpoint and stops with ``TrainingInterrupted``. A second signal, or one during a validation whose
+        checkpoint is already written, stops at once; one during a save stops right after the save."""
         if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
             yield
             return
 
+        owner = os.getpid()
+
         def handler(signum, frame):
+            if os.getpid() != owner:  # a forked DataLoader worker: the main process stops it after saving
+                return
+            if self._saving:  # never break a save (a torn file, "unexpected pos"): stop as soon as it is written
+                self._stop_signal, self._stop_now = self._stop_signal or signum, True
+                return
             if self._stop_signal is not None or (self._validating and self._saved_iter == self.iter):
                 raise self._interrupted(signum)
             self._stop_signal = signum
@@ -105,7 +127,19 @@ class Interruptible:
         finally:
             for s, h in previous:
                 signal.signal(s, h)
-            self._stop_signal = None
+            self._stop_signal, self._stop_now = None, False
+
+    @contextlib.contextmanager
+    def _saving_uninterrupted(self):
+        """Around ``save``: a signal only takes note (``handler`` above), and the run stops right after the write
+        (under DDP at the next iteration's check, where every rank stops together)."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._stop_now and not self.env.distributed:
+            raise self._interrupted(self._stop_signal)
 
     def _stop_if_signalled(self) -> None:
         stop = self._stop_signal or 0

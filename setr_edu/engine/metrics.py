@@ -65,8 +65,10 @@ class SegmentationMetric:
     """Dataset-level mIoU / mAcc / aAcc, accumulated over ``update`` calls.
 
     Args:
-        num_classes: K. ``ignore_index``: the label value to skip (255).
+        num_classes: the number of classes K.
+        ignore_index: the label value to skip (255).
         class_names: optional names for :meth:`report`.
+        device: where the confusion matrix lives (the rank's GPU for :meth:`all_reduce` with NCCL).
 
     ``update(pred, target)``: ``pred`` logits ``(B, K, H, W)`` (arg-maxed; resized bilinearly to the target's
     size if they differ) or labels ``(B, H, W)``; ``target`` labels ``(B, H, W)``. ``compute()`` -> dict (see the
@@ -84,10 +86,12 @@ class SegmentationMetric:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
 
     def reset(self) -> None:
+        """Zero the counts (start a new evaluation)."""
         self.confusion.zero_()
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: ``pred`` logits ``(B, K, H, W)`` or labels ``(B, H, W)``, ``target`` labels ``(B, H, W)``."""
         target = torch.as_tensor(target)
         pred = torch.as_tensor(pred)
         if target.ndim == 2:  # a single image: target (H, W), pred (H, W) labels or (K, H, W) logits
@@ -111,6 +115,7 @@ class SegmentationMetric:
         self.confusion += c
 
     def compute(self) -> dict:
+        """``{"mIoU", "mAcc", "aAcc", "IoU" (K,), "Acc" (K,)}`` of everything added so far."""
         return metrics_from_confusion(self.confusion)
 
     def merge(self, other: "SegmentationMetric") -> "SegmentationMetric":

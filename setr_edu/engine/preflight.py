@@ -6,9 +6,14 @@ it (or at the first validation); a work dir that cannot be written, or a disk to
 message that says what is wrong and how to fix it:
 
 * ``check_device`` (defined with ``resolve_device`` in ``distributed.py``): the requested device exists;
+* ``WorkDirLock``: one run per work dir. A second ``train`` on the same folder is refused before it touches
+  anything (it would delete the live run's in-flight checkpoint and interleave ``log.jsonl``). The lock is a kernel
+  lock on ``work_dir/.lock`` (``fcntl.flock``; ``msvcrt.locking`` on Windows), which dies with its process, so a
+  lock left by a killed run is stale and taken over; the file records pid, host and start time for the message;
 * ``check_work_dir``: the work dir can be created and written; temporary checkpoints that a killed save left behind
-  (``.last.pt.*.tmp``, up to a whole checkpoint each) are removed;
-* ``check_disk_space``: room for one more checkpoint (a save writes the new file next to the old one);
+  (``.last.pt.*.tmp``, up to a whole checkpoint each) are removed; ``log.jsonl`` must be a file;
+* ``check_disk_space``: room for the new checkpoint next to the old one (a save writes the new file first and
+  replaces the old one only then: two checkpoints, plus headroom);
 * ``check_files``: every image/label file of both splits is readable and consistent (header and end marker of the
   images, decoded labels: single channel, class values, same size as the image), read by several threads; one
   ``BadFileError`` names every bad file. A clean check is remembered until a file changes, so a resume skips it.
@@ -23,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -45,9 +51,86 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signal = signum
 
 
-def check_work_dir(work_dir: Path, log=print) -> None:
-    """The work dir can be created and written (found now, not after ``log_every`` iterations); temporary
-    checkpoints that a killed save left there are removed."""
+class WorkDirLock:
+    """An exclusive lock on ``work_dir/.lock`` held while a run uses the folder (rank 0 only).
+
+    ``acquire`` raises ``TrainingError`` naming the holder (pid, host, start time) if another process holds it.
+    Re-entrant within one process (a notebook that builds a second ``Trainer`` on the same folder): a count per
+    folder, the kernel lock released with the last ``release``.
+    """
+
+    _held: dict = {}  # resolved lock path -> [file descriptor, count], for this process
+
+    def __init__(self, work_dir: Path):
+        self.work_dir, self.path, self.held = Path(work_dir), Path(work_dir) / ".lock", False
+
+    def acquire(self) -> "WorkDirLock":
+        if self.held:
+            return self
+        key = str(self.path.resolve())
+        if key in self._held:
+            self._held[key][1] += 1
+        else:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise TrainingError(f"{self.work_dir} is in use by another training run ({holder}); nothing was "
+                                    f"changed. Wait for it to finish or stop it, or use another --work-dir "
+                                    f"(work_dir=)")
+            info = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0) if hasattr(os, "pwrite") else os.write(
+                fd, json.dumps(info).encode())
+            self._held[key] = [fd, 1]
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        key = str(self.path.resolve())
+        entry = self._held.get(key)
+        if entry:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._held[key]
+                os.close(entry[0])  # closing the descriptor drops the kernel lock (the file stays: no race)
+
+    close = release  # contextlib.closing
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the kernel lock on ``fd`` without waiting; False if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) if hasattr(os, "pread") else b"{}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that is starting"
+
+
+def check_work_dir(work_dir: Path, log=print, lock: WorkDirLock | None = None) -> None:
+    """The work dir can be created and written (found now, not after ``log_every`` iterations); ``lock`` is
+    acquired (refused if another run holds it); temporary checkpoints that a killed save left there are removed."""
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
         probe = work_dir / ".write-test"
@@ -56,6 +139,11 @@ def check_work_dir(work_dir: Path, log=print) -> None:
     except OSError as e:
         raise TrainingError(f"cannot write to the work dir {work_dir} ({e.strerror or e}); pass a folder you can "
                             f"write to with --work-dir (work_dir=)") from None
+    if lock is not None:
+        lock.acquire()
+    if (work_dir / "log.jsonl").exists() and not (work_dir / "log.jsonl").is_file():
+        raise TrainingError(f"{work_dir / 'log.jsonl'} is not a file (training appends its log there); move it "
+                            f"away or use another --work-dir (work_dir=)")
     files, size = remove_stale_temps(work_dir / "last.pt")
     if files:
         log(f"removed {files} temporary checkpoint file(s) ({size / 2 ** 20:.1f} MiB) left in {work_dir} by a save "
@@ -63,14 +151,19 @@ def check_work_dir(work_dir: Path, log=print) -> None:
 
 
 def check_disk_space(work_dir: Path, model: nn.Module, optimizer: str) -> None:
-    """Enough free space for one more checkpoint of ``model``, plus 10% and 1 MiB of headroom."""
+    """Enough free space for the old and the new checkpoint of ``model`` side by side (a save writes the new one
+    before it replaces the old one), less the old one if it is already there, plus 10% and 1 MiB of headroom."""
     need = checkpoint_bytes(model, optimizer)
     free = shutil.disk_usage(work_dir).free
-    if free < 1.1 * need + 2 ** 20:
+    old = work_dir / "last.pt"
+    have = old.stat().st_size if old.is_file() else 0  # already on the disk: counts as used, not as needed
+    want = 2 * need - min(have, need)
+    if free < 1.1 * want + 2 ** 20:
         mib = lambda n: f"{n / 2 ** 20:,.1f} MiB"  # noqa: E731
         raise TrainingError(f"the disk of {work_dir} has {mib(free)} free but a checkpoint of this model takes "
-                            f"about {mib(need)} (plus 10% headroom); free some space or pass --work-dir (work_dir=) "
-                            f"on a bigger disk")
+                            f"about {mib(need)}, and a save keeps the old one until the new one is written: "
+                            f"{mib(1.1 * want)} are needed; free some space or pass --work-dir (work_dir=) on a "
+                            f"bigger disk")
 
 
 def check_files(splits: dict, work_dir: Path, log=print, remember: bool = True) -> None:
@@ -103,7 +196,7 @@ def _files_stamp(datasets) -> str | None:
             h.update(f"{ds.num_classes} {ds.reduce_zero_label}".encode())
             for path in (p for pair in ds.pairs for p in pair):
                 st = os.stat(path)
-                h.update(f"{path} {st.st_size} {st.st_mtime_ns}\n".encode())
+                h.update(os.fsencode(path) + f" {st.st_size} {st.st_mtime_ns}\n".encode())  # any file name
     except (OSError, AttributeError):
         return None
     return h.hexdigest()

@@ -9,7 +9,7 @@ Two paths compute the same thing:
 
 * the **explicit** path, written out with ``matmul`` and ``softmax``: readable, and it can return the attention
   weights (used to draw attention maps in chapter 14);
-* the **fused** path, :func:`torch.nn.functional.scaled_dot_product_attention`, the default: it never stores
+* the **fused** path, ``torch.nn.functional.scaled_dot_product_attention``, the default: it never stores
   the ``(N, N)`` weight matrix, so it is faster and uses far less memory. Tests check the two agree.
 """
 from __future__ import annotations
@@ -47,6 +47,7 @@ class MultiHeadSelfAttention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """``(B, N, D) -> (B, N, D)``; with ``return_attention=True``: ``(out, weights (B, heads, N, N))``."""
         B, N, D = x.shape
         q, k, v = self.split_heads(x)
         if self.fused and not return_attention:

@@ -51,7 +51,7 @@ class LocalCNN(nn.Module):
     """Fully convolutional baseline with a bounded receptive field (see the module docstring).
 
     Args:
-        num_classes: K.
+        num_classes: the number of classes K.
         width: channels of the body (the stem uses w/4 and w/2).
         depth: residual blocks in the body; the receptive field is ``23 + 16 * depth`` pixels.
         aux: build the auxiliary head (training only).

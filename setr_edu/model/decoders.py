@@ -41,7 +41,7 @@ class ConvBNReLU(nn.Sequential):
 
 
 class UpHead(nn.Module):
-    """LayerNorm -> ``len(ups)`` x [conv(k) + BN + ReLU, then bilinear x``ups[i]``] -> 1x1 classifier -> resize.
+    """LayerNorm -> ``len(ups)`` x [conv(k) + BN + ReLU, then bilinear x ``ups[i]``] -> 1x1 classifier -> resize.
 
     ``(B, D, h, w) -> (B, K, H, W)`` where ``(H, W)`` is the ``out_size`` passed to ``forward``.
     The three SETR configurations (official ``VisionTransformerUpHead``):

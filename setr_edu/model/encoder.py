@@ -152,6 +152,7 @@ class ViTEncoder(nn.Module):
         return patches.unflatten(1, grid).permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w), a view (no copy)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 3, H, W)`` -> every layer's output as a map: ``depth`` tensors ``(B, D, H/p, W/p)``."""
         tokens, grid = self.embed(x)
         maps = []
         for block in self.blocks:

@@ -3,7 +3,7 @@
 SETR treats an image ``x`` of shape ``(B, 3, H, W)`` as a sequence of ``HW/256`` patches. Each patch is
 flattened (``3*16*16 = 768`` numbers) and linearly projected to ``D`` channels. A convolution with kernel =
 stride = patch size *is* that linear projection applied to every non-overlapping patch, which is how the
-official code and timm implement it; :meth:`PatchEmbedding.forward_unfold` spells out the linear form.
+official code and timm implement it; :meth:`~setr_edu.PatchEmbedding.forward_unfold` spells out the linear form.
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> tokens ``(B, N, D)``, patches in row-major order (one strided convolution)."""
         check_image(x, self.in_chans, self.patch_size)
         x = self.proj(x)  # (B, C, H, W) -> (B, D, H/p, W/p)
         return x.flatten(2).transpose(1, 2)  # (B, D, H/p, W/p) -> (B, N, D), patches in row-major order

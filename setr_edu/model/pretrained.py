@@ -1,4 +1,5 @@
-"""Load ImageNet-pretrained ViT weights (timm layout) into a :class:`ViTEncoder` (paper §4, "21K" pre-training).
+"""Load ImageNet-pretrained ViT weights (timm layout) into a :class:`~setr_edu.ViTEncoder` (paper §4, "21K"
+pre-training).
 
 timm and the official SETR code store a ViT as ``cls_token``, ``pos_embed``, ``patch_embed.proj.*`` and
 ``blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.*``; ``ViTEncoder`` uses the same names, so
@@ -58,7 +59,7 @@ _DROPPED_PREFIXES = ("norm.", "head.", "fc_norm.", "head_dist.", "pre_logits.", 
 
 @dataclass
 class LoadReport:
-    """What :func:`load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
+    """What :func:`~setr_edu.load_timm_weights` did. ``missing``: encoder keys not in the checkpoint; ``unexpected``:
     checkpoint keys the encoder has no place for; ``dropped``: keys ignored on purpose (final norm, classifier,
     DeiT's distillation token); ``source``: which weights these are (file, hash check, or a named substitute)."""
 
@@ -166,9 +167,16 @@ def verify_file(path: Path, url: str, sha256: str | None) -> str:
     return f"{path.name} (SHA-256 prefix {expected} verified; full hash {actual} not pinned in setr_edu)"
 
 
+class DownloadError(FileNotFoundError):
+    """A file that must be downloaded is not here and could not be fetched (no network, no ``gdown``, a server
+    error); the message says where to put a copy downloaded by hand. A ``FileNotFoundError``, so the command line
+    prints it as one line."""
+
+
 def fetch_verified(url: str, sha256: str | None = None, cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Download ``url`` once into ``cache_dir`` (default ``~/.cache/setr_edu``), verify it, return
-    ``(path, what was verified)``. Never substitutes another file: a failure raises with what to do."""
+    ``(path, what was verified)``. Never substitutes another file: a failure raises :class:`DownloadError` with
+    what to do (and leaves no partial file)."""
     cache = Path(cache_dir or Path.home() / ".cache" / "setr_edu")
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / url.rsplit("/", 1)[-1]
@@ -178,8 +186,9 @@ def fetch_verified(url: str, sha256: str | None = None, cache_dir: str | os.Path
             torch.hub.download_url_to_file(url, str(tmp), progress=True)
         except Exception as err:
             tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"could not download {url} ({type(err).__name__}: {err}). Download it by hand and put "
-                               f"it at {path}, then run again.") from err
+            why = " ".join(f"{type(err).__name__}: {err}".split())  # one line
+            raise DownloadError(f"could not download {url} ({why}); no internet? Download it by hand and put it "
+                                f"at {path}, then run again") from None
         tmp.rename(path)
     return path, verify_file(path, url, sha256)
 
@@ -202,8 +211,8 @@ def paper_weights(name: str = "large", cache_dir: str | os.PathLike | None = Non
     info = PAPER_WEIGHTS[name]
     try:
         path, verified = fetch_verified(info["url"], info["sha256"], cache_dir)
-    except RuntimeError as err:
-        raise RuntimeError(f"{err}\nNo other weights are used unless you ask for them: "
+    except DownloadError as err:
+        raise DownloadError(f"{err}. No other weights are used unless you ask for them: "
                            f"pretrained='timm:{info['timm']}' loads timm's closest tag. {info['note']}") from None
     sd, _ = read_checkpoint(path)
     return sd, verified

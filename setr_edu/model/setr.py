@@ -44,6 +44,7 @@ class SETR(nn.Module):
         self.auxiliary_heads = nn.ModuleList(aux_heads if aux else [])
 
     def forward(self, x: torch.Tensor, with_aux: bool = False):
+        """``(B, 3, H, W)`` -> logits ``(B, K, H, W)``; with ``with_aux=True`` also the auxiliary heads' logits."""
         size = tuple(x.shape[-2:])
         z = self.encoder(x)  # z[m - 1] is the paper's Z_m, (B, D, H/16, W/16)
         if self.neck is not None:

@@ -13,7 +13,7 @@ repetition (:func:`setr_edu.perf.timing.time_interleaved`), median and min repor
   (``speedup_cpu``) and the median of the per-repetition ratios (``speedup_paired``: each repetition runs both
   back to back, so slow drifts of the machine's load cancel).
 * Precision: ``amp="auto"`` (the default) is bf16 on GPUs of compute capability >= 8.0, fp16 on older ones, fp32 on
-  a CPU (:func:`setr_edu.perf.fastpaths.resolve_amp`). On CUDA: peak memory (``torch.cuda.max_memory_allocated``)
+  a CPU (:func:`setr_edu.engine.amp.resolve_amp`). On CUDA: peak memory (``torch.cuda.max_memory_allocated``)
   and model FLOPs utilisation (FLOPs counted on the meta device / time / the GPU's datasheet peak *for the
   precision used*: :func:`setr_edu.perf.timing.peak_tflops`).
 
@@ -211,7 +211,7 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
     Returns ``config``, ``flops_per_image`` (``forward`` with the main head only, ``train`` with the auxiliary
     heads, forward + backward), and one row per measured variant (``train``, ``train+ckpt``, ``inference``) with
     ``images_per_s``, ``median_ms``, ``min_ms``, ``tflops`` (and ``mfu``, ``peak_memory_gib`` on CUDA), plus
-    ``estimated_memory_gib`` for each training variant (:func:`estimate_training_memory`). A variant that runs
+    ``estimated_memory_gib`` for each training variant (:func:`.estimate_training_memory`). A variant that runs
     out of GPU memory is reported as ``{"error": "out of memory"}``.
     """
     dev = resolve_device(device)

@@ -65,7 +65,7 @@ def fused_sgd_available(device: torch.device | str = "cpu") -> bool:
 def graph_breaks(fn, *args) -> tuple[int, list[str]]:
     """How many graph breaks ``torch.compile`` hits on ``fn(*args)``, and why.
 
-    Uses :func:`torch._dynamo.explain`, which only traces the Python code into graphs (Dynamo); it compiles
+    Uses ``torch._dynamo.explain``, which only traces the Python code into graphs (Dynamo); it compiles
     nothing, so it needs no C compiler and takes seconds. Zero breaks means ``torch.compile(fn, fullgraph=True)``
     works and the compiler sees the whole model at once.
     """

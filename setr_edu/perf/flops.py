@@ -1,11 +1,11 @@
 """Counting FLOPs: measured on the ``meta`` device, and the textbook formula for a ViT (book chapter 15).
 
-Convention: one multiply-add is **2 FLOPs** (as in :mod:`torch.utils.flop_counter`); fvcore and timm's
+Convention: one multiply-add is **2 FLOPs** (as in ``torch.utils.flop_counter``); fvcore and timm's
 benchmark tables count MACs, i.e. half these numbers.
 
 Two ways to count, tested to agree:
 
-* :func:`count_flops` runs a model on the ``meta`` device under :class:`torch.utils.flop_counter.FlopCounterMode`.
+* :func:`count_flops` runs a model on the ``meta`` device under ``torch.utils.flop_counter.FlopCounterMode``.
   A meta tensor has a shape and a dtype but no data, so even SETR-L at 768x768 is "run" in a second or two with no
   memory. Counting on meta matters for a second reason: on a real CPU tensor, ``scaled_dot_product_attention``
   dispatches to a fused kernel that has no registered FLOP formula, so the attention matmuls would be silently

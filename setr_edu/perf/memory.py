@@ -9,9 +9,9 @@ Training memory on a GPU is roughly
   usually the largest.
 
 :func:`estimate_training_memory` measures the second part exactly, without allocating anything: the model is
-built on the ``meta`` device, turned into *fake* CPU tensors (:class:`torch._subclasses.fake_tensor.FakeTensorMode`:
+built on the ``meta`` device, turned into *fake* CPU tensors (``torch._subclasses.fake_tensor.FakeTensorMode``:
 shapes, dtypes and autocast rules, no data), and run once under
-:func:`torch.autograd.graph.saved_tensors_hooks`, which sees every tensor autograd saves. Storages are counted
+``torch.autograd.graph.saved_tensors_hooks``, which sees every tensor autograd saves. Storages are counted
 once, however many views point into them. Mixed precision uses the CPU autocast rules, which cast the same ops
 (linear, matmul, conv) to bf16/fp16 as CUDA's do.
 

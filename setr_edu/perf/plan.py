@@ -3,7 +3,7 @@
 The estimate is arithmetic, not a measurement:
 
 * training FLOPs per image: forward + backward with the auxiliary heads, counted on the meta device
-  (:func:`setr_edu.perf.count_flops`), plus one more encoder forward pass when activation checkpointing
+  (:func:`setr_edu.perf.flops.count_flops`), plus one more encoder forward pass when activation checkpointing
   recomputes the blocks;
 * the GPU's speed: its datasheet peak for the precision ``amp="auto"`` picks there
   (:data:`setr_edu.perf.timing.PEAK_TFLOPS`: fp16 on a T4 or V100, bf16 from the A100 on) times an *assumed*
@@ -28,7 +28,8 @@ TYPICAL_VAL = dict(ade20k=(2000, (512, 683)), cityscapes=(500, (1024, 2048)), pa
 
 
 def gpu_peak(gpu: str) -> tuple[str, float]:
-    """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in :data:`PEAK_TFLOPS`)."""
+    """``(precision, TFLOP/s)`` that ``amp="auto"`` gets on ``gpu`` (a name as in
+    :data:`~setr_edu.perf.timing.PEAK_TFLOPS`)."""
     amp = "bf16" if peak_tflops(gpu, "bf16") else "fp16"  # = compute capability >= 8.0 for the GPUs in the table
     peak = peak_tflops(gpu, amp)
     if peak is None:

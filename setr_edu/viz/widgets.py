@@ -37,7 +37,8 @@ class AttentionExplorer:
         image: the input image as uint8 ``(H, W, 3)`` (un-normalised, for display).
         grid: the patch grid ``(h, w)`` (``H / patch_size``, ``W / patch_size``).
         num_prefix_tokens: 1 if a class token leads the sequence (SETR-Naive/PUP), 0 otherwise (SETR-MLA).
-        cmap: matplotlib colormap for the weights; ``alpha``: its opacity over the image.
+        cmap: matplotlib colormap for the weights.
+        alpha: its opacity over the image.
     """
 
     def __init__(self, attention: Sequence[torch.Tensor], image: np.ndarray, grid: tuple[int, int],
