@@ -208,15 +208,20 @@ SYNTHETIC_OPTIONS = dict(num_keys=int, num_shapes=tuple, key_size=float, key_cle
                          class_per_shape=bool, key_corner=int)
 
 
+# The decoder settings ``build_setr`` also takes through ``encoder_overrides`` (``setr_edu.config.DecoderConfig``).
+DECODER_OVERRIDES = dict(main_tap=int, aux_taps=tuple, mla_taps=tuple, mla_channels=int, mla_align_corners=bool,
+                         mla_cls_kernel=int)
+
+
 def _check_entry(key: str, sub: str, value) -> None:
     """``encoder_overrides.depth=abc``, ``synthetic.num_keys=abc``: refuse an unknown entry or a value of the wrong
     type, naming the key."""
     if key == "synthetic":
         hints = SYNTHETIC_OPTIONS
-    elif key == "encoder_overrides":
+    elif key == "encoder_overrides":  # build_setr's **overrides: encoder fields and the decoder's taps/widths
         from .config import EncoderConfig
 
-        hints = typing.get_type_hints(EncoderConfig)
+        hints = {**typing.get_type_hints(EncoderConfig), **DECODER_OVERRIDES}
     else:
         return
     if sub not in hints:

@@ -103,6 +103,18 @@ def test_site_index_opens_the_root_page(checker):
     WebDriverWait(checker.driver, 10).until(lambda d: d.current_url == want, f"index.html did not open {want}")
 
 
+def _png_data_uri(width: int, height: int) -> str:
+    """A plain PNG of ``width`` x ``height`` pixels as a data: URI (a planted figure)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def _site_copy(site: Path, dest: Path) -> Path:
     """A copy of the built site, hard-linked where possible (plant_breakage replaces files, never edits them)."""
     def link_or_copy(src, dst):
@@ -127,18 +139,26 @@ def test_checker_reports_exactly_a_planted_broken_image_and_link(browser, site, 
 
 def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
     """Each remaining check, fed breaks it must see: error box, raw LaTeX, TeX errors, dead anchor, placeholder,
-    a markdown table left as text, a visible nbval marker, a code cell wider than the page; on a notebook page a
-    lost cell output and a wrong Colab link; on a widget page the widget state left out."""
+    a markdown table left as text, a visible nbval marker, a code cell and a code block of the text wider than the
+    page, a figure shrunk to 3/8 of its width, a table wider than the column; on a notebook page a lost cell output
+    and a wrong Colab link; on a widget page the widget state left out."""
     root_page = PAGES[0]
     copy = _site_copy(site, tmp_path)
     wide_cell = ('<div class="cell docutils container"><div class="cell_input docutils container">'
                  '<div class="highlight-ipython3 notranslate"><div class="highlight"><pre># NBVAL_CHECK_OUTPUT\n'
                  f'planted = "{"x" * 300}"</pre></div></div></div></div>')
+    wide_text_code = ('<div class="highlight-python notranslate"><div class="highlight"><pre>'
+                      f'planted_in_text = "{"y" * 300}"</pre></div></div>')
+    shrunk_figure = f'<p><img alt="planted figure" src="{_png_data_uri(800, 40)}" style="width: 300px"></p>'
+    wide_table = ('<table class="table"><tr><td>planted_table</td>'
+                  '<td style="min-width: 1400px">a column far to the right</td></tr></table>')
+    twice = '<script>const plantedTwice = 1;</script>' * 2
     bc.plant_breakage(copy, root_page, '<div class="system-message"><p>Unknown directive type "planted".</p></div>'
                                        '<p>raw $$x^2$$ text <span class="math">\\(\\frac{a}{b\\)</span> and '
                                        '<span class="math">\\(\\plantedmacro x\\)</span></p>'
                                        '<a href="#planted-no-such-anchor">anchor</a><p><b>FIG_PLACEHOLDER</b></p>'
-                                       '<p>| planted | IoU object|red |\n|---|---|\n| a | 1 |</p>' + wide_cell)
+                                       '<p>| planted | IoU object|red |\n|---|---|\n| a | 1 |</p>' + wide_cell
+                      + wide_text_code + shrunk_figure + wide_table + twice)
     expected = {root_page: ["Sphinx error box: 'Unknown directive type \"planted\".'",
                             "unrendered LaTeX in text: 'raw $$x^2$$ text'", "TeX error in '\\\\frac{a}{b'",
                             "TeX error in '\\\\plantedmacro x': Undefined control sequence",
@@ -148,7 +168,13 @@ def test_checker_reports_other_planted_breakage(browser, site, tmp_path):
                             "'| planted | IoU object|red | |---|---| | a | 1 |'",
                             "test markers visible to the reader (1x): ['NBVAL_CHECK_OUTPUT']",
                             "code cell inputs scroll sideways (keep lines within ~88 columns), "
-                            "e.g. '# NBVAL_CHECK_OUTPUT'"]}
+                            "e.g. '# NBVAL_CHECK_OUTPUT'",
+                            "code blocks in the text scroll sideways (keep lines within ~88 columns), "
+                            "e.g. 'planted_in_text = ",
+                            "figures are shown below 90% of their natural width", ": 300 of 800 px",
+                            "tables are wider than the column (split or transpose them), e.g. ",
+                            " px: 'planted_table",
+                            "inline script emitted twice: 'const plantedTwice = 1;'"]}
     notebooks = [p for p in PAGES if p.is_notebook and book.source_facts(p).cells_with_output]
     if notebooks:  # the book's first executed chapter loses an output and gets a badge to the wrong place
         nb = notebooks[0]

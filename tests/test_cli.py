@@ -310,3 +310,10 @@ def test_log_jsonl_that_is_a_folder_is_one_line(tmp_path, capsys):
                  "max_iters=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "log.jsonl is not a file" in err[0], err
+
+
+def test_decoder_settings_pass_through_encoder_overrides():
+    """build_setr takes the decoder's taps and widths through encoder_overrides too (chapter 14's MLA run)."""
+    r = get_recipe("synthetic_ci", ["encoder_overrides.mla_channels=16", "encoder_overrides.aux_taps=(1,2)"])
+    assert r.encoder_overrides == {**get_recipe("synthetic_ci").encoder_overrides, "mla_channels": 16,
+                                   "aux_taps": (1, 2)}

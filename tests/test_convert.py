@@ -1,20 +1,20 @@
 """Converters of released SETR checkpoints.
 
-Official code: the fixtures in tests/fixtures/official-setr were saved by fudan-zvg/SETR's own model code (see
+Official code: the fixtures in setr_edu/convert/official_setr were saved by fudan-zvg/SETR's own model code (see
 their README); the converted setr_edu model must reproduce their main and auxiliary logits. mmsegmentation: a
 hand-written stand-in with mmsegmentation's module names (tests/mmseg_reference.py) provides the keys and the
 expected logits.
 """
-from pathlib import Path
 
 import pytest
 import torch
 
 import setr_edu
 from mmseg_reference import EncoderDecoder, randomize
-from setr_edu.convert import load_mmseg_setr, load_official_setr, read_checkpoint, to_mmseg_state_dict
+from setr_edu.convert import (load_mmseg_setr, load_official_setr, official_stand_ins, read_checkpoint,
+                              to_mmseg_state_dict)
 
-FIX = Path(__file__).parent / "fixtures" / "official-setr"
+FIX = official_stand_ins()  # setr_edu/convert/official_setr (package data)
 VARIANTS = ["naive", "pup", "mla", "pup_deit"]
 
 

@@ -1,15 +1,15 @@
 """Checkpoints from any mmsegmentation (0.x or >= 1.2 without the patch-embedding bias, mmcv or mmengine config
 text) and evaluation that follows the code a checkpoint came from."""
-from pathlib import Path
 
 import pytest
 import torch
 
 from mmseg_reference import EncoderDecoder, randomize
-from setr_edu.convert import load_mmseg_setr, load_official_setr, read_checkpoint, to_mmseg_state_dict
+from setr_edu.convert import (load_mmseg_setr, load_official_setr, official_stand_ins, read_checkpoint,
+                              to_mmseg_state_dict)
 from setr_edu.engine.inference import convention, predict, slide_inference, too_big_for_whole, whole_inference
 
-FIX = Path(__file__).parent / "fixtures" / "official-setr"
+FIX = official_stand_ins()  # tiny checkpoints written by the official code, shipped with the package
 
 
 @pytest.mark.parametrize("kind", ["naive", "mla"])

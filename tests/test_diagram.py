@@ -42,7 +42,7 @@ def test_up_heads_are_drawn_layer_by_layer_back_to_full_resolution():
     inner = [int(s.split("then x")[1]) for s in pup["main"] if "then x" in s]
     final = int(pup["main"][-1].split("\n")[1][1:])
     assert inner == [2, 2, 2] and math.prod(inner) * final == 16
-    assert pup["main"][0].startswith("LN, 3x3 conv\n1024→256")
+    assert pup["main"][0].startswith("LN,\n3x3 conv\n1024→256")
     assert "3x3 conv 1024→256" in pup["aux"] and pup["aux"].endswith("bilinear x4")
 
 
@@ -72,4 +72,31 @@ def test_family_figure_draws_three_decoders_on_one_encoder():
                  "SETR-MLA: neck reads Z6, Z12, Z18, Z24"):
         assert line in t
     assert t.count("transformer layers") == 1  # the encoder is drawn once
+    plt.close(fig)
+
+
+def _layer_of(y, depth):
+    """The encoder layer whose bar (height l - 1, half-height 0.32) contains ``y``; None between bars."""
+    hits = [layer for layer in range(1, depth + 1) if abs(y - (layer - 1)) <= 0.32]
+    return hits[0] if hits else None
+
+
+@pytest.mark.parametrize("kind", ["naive", "pup"])
+def test_every_auxiliary_arrow_leaves_the_bar_of_its_own_layer(kind):
+    """Issue 24: PUP's Z24 auxiliary head was drawn from Z23 (its arrow shifted down, off Z24's bar)."""
+    model = meta_setr(kind)
+    info = describe(model)
+    fig = draw_setr(model)
+    ax = fig.axes[0]
+    starts = {}
+    for artist in [*ax.texts, *ax.lines]:
+        gid = artist.get_gid() or ""
+        if gid.startswith("aux-link:Z"):
+            x, y = artist.xyann if hasattr(artist, "xyann") else (artist.get_xdata()[0], artist.get_ydata()[0])
+            starts.setdefault(int(gid.split("Z")[1]), []).append((x, y))
+    assert sorted(starts) == sorted(info["aux_taps"])
+    for tap, points in starts.items():
+        x, y = min(points)  # the link's first point: where it leaves the encoder
+        assert x == pytest.approx(2.5), f"aux link of Z{tap} does not start at the encoder's edge"
+        assert _layer_of(y, info["depth"]) == tap, f"aux head of Z{tap} is drawn from Z{_layer_of(y, info['depth'])}"
     plt.close(fig)

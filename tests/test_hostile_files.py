@@ -17,11 +17,11 @@ import pytest
 import torch
 
 import setr_edu
-from setr_edu.convert import load_mmseg_setr, load_official_setr, read_checkpoint
+from setr_edu.convert import load_mmseg_setr, load_official_setr, official_stand_ins, read_checkpoint
 from setr_edu.engine.checkpoint import CheckpointError, load_checkpoint
 from setr_edu.io import UnsafeCheckpointError, load_checkpoint_file
 
-FIX = Path(__file__).parent / "fixtures" / "official-setr"
+FIX = official_stand_ins()  # tiny checkpoints written by the official code, shipped with the package
 
 
 class _Gadget:

@@ -1,12 +1,11 @@
 """The table of released SETR checkpoints, downloading + converting them, and `eval --checkpoint official:<name>`.
 
 Nothing here touches the network: downloads are served from local files (file:// URLs) or replaced by the
-official fixture checkpoints (tests/fixtures/official-setr).
+official fixture checkpoints (setr_edu/convert/official_setr).
 """
 import hashlib
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +13,10 @@ import torch
 from mmseg_reference import EncoderDecoder, randomize
 from setr_edu import released
 from setr_edu.cli import main
+from setr_edu.convert import official_stand_ins
 from setr_edu.recipes import get_recipe
 
-FIX = Path(__file__).parent / "fixtures" / "official-setr"
+FIX = official_stand_ins()  # setr_edu/convert/official_setr (package data)
 
 
 def test_table_entries_are_consistent():

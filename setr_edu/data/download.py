@@ -46,9 +46,10 @@ class Resource:
 ADE20K_ZIP = Resource("http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
                       "ADEChallengeData2016.zip", md5="7328b3957e407ddae1d3cbf487f149ef", size_hint="923 MB")
 
-# Where the book (ch12) and these instructions keep the ADE20K zip on Google Drive between Colab sessions; ch12's
-# code builds the same path from COLAB_DRIVE_DIR (tests/test_archives.py checks they agree).
+#: The Google Drive folder where the book (ch12) and these instructions keep the ADE20K zip between Colab sessions;
+#: ch12's code builds the same path from it (tests/test_archives.py checks they agree).
 COLAB_DRIVE_DIR = "/content/drive/MyDrive/setr-edu"
+#: The ADE20K zip on Google Drive: ``--archive`` of ``python -m setr_edu data ade20k`` on Colab.
 COLAB_ARCHIVE = f"{COLAB_DRIVE_DIR}/{ADE20K_ZIP.filename}"
 
 INSTRUCTIONS = {

@@ -29,7 +29,7 @@ class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()  # approximate="none": the erf form used by ViT and timm
+        self.act = nn.GELU()  # approximate="none": exact erf, as timm and SETR (JAX ViT: tanh)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from ..profile import get_profile
 from .fastpaths import AMP_CHOICES, autocast, fused_sgd_available, resolve_amp
 from .flops import count_flops
 from .memory import GiB, estimate_training_memory_both
-from .timing import Timing, paired_ratio, peak_tflops, time_interleaved
+from .timing import Timing, mfu, paired_ratio, peak_tflops, time_interleaved
 
 ENCODER_FIELDS = ("embed_dim", "depth", "num_heads", "patch_size")
 
@@ -85,7 +85,7 @@ def _summary(t: Timing, flops_per_image: float, device: torch.device, peak: floa
     row = dict(median_ms=1e3 * t.median, min_ms=1e3 * t.min, cpu_median_ms=1e3 * t.cpu_median,
                images_per_s=t.images_per_s, tflops=flops_per_image * t.images_per_s / 1e12)
     if peak:
-        row["mfu"] = row["tflops"] / peak
+        row["mfu"] = mfu(flops_per_image, t.images_per_s, peak)
     if t.peak_memory is not None:
         row["peak_memory_gib"] = t.peak_memory / GiB
     return row
@@ -228,7 +228,7 @@ def bench_setr(decoder: str = "pup", encoder: str = "large", img_size: int = 512
     shape = (1, 3, img_size, img_size)
     fl_inf = count_flops(lambda: build_setr(decoder, **kw), shape)
     fl_train = count_flops(lambda: build_setr(decoder, **kw), shape, backward=True,
-                           forward_fn=lambda m, inp: m(inp, with_aux=True))
+                           forward_fn=lambda m, inp: m(inp, with_aux=True))  # = flops.train_flops: MFU's FLOPs
     result = dict(config=dict(decoder=decoder, batch_size=batch_size, amp=amp, channels_last=channels_last,
                               device=str(dev), device_name=_device_name(dev), **_versions(),
                               params=sum(p.numel() for p in model.parameters()), **kw),

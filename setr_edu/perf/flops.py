@@ -103,6 +103,13 @@ def count_flops(model: nn.Module | Callable[[], nn.Module], input_shape: Sequenc
     return count
 
 
+def train_flops(model: nn.Module | Callable[[], nn.Module], input_shape: Sequence[int]) -> int:
+    """Model FLOPs of one SETR training step for ``input_shape`` (whole batch): forward with the auxiliary heads +
+    backward, counted on meta. No activation-checkpointing recompute: these are the FLOPs of MFU
+    (:func:`setr_edu.perf.timing.mfu`)."""
+    return count_flops(model, input_shape, backward=True, forward_fn=lambda m, x: m(x, with_aux=True)).total
+
+
 def vit_flops(encoder: str | EncoderConfig = "base", img_size: int | tuple[int, int] = 384,
               cls_token: bool = True, **overrides) -> dict[str, float]:
     """The analytic forward FLOPs **per image** of a ViT backbone (every block, no final norm, no head).

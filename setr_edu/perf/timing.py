@@ -42,6 +42,18 @@ def peak_tflops(device_name: str, amp: str | None = "bf16") -> float | None:
     return None
 
 
+def mfu(model_flops_per_image: float, images_per_s: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation, the one definition used by ``bench``, ``benchmarks/gpu_check.py`` and the plan.
+
+    ``model FLOPs per image x images/s / peak FLOP/s`` (PaLM, Chowdhery et al. 2022, appendix B): the model FLOPs
+    are those of forward + backward of the model as defined (:func:`setr_edu.perf.flops.train_flops`), **without**
+    the recomputation of activation checkpointing. A checkpointed run executes more FLOPs for the same model FLOPs,
+    so its MFU is lower; the hardware's view (recompute included) is "HFU". ``peak`` in TFLOP/s for the precision
+    used (:func:`peak_tflops`); ``None`` when it is unknown.
+    """
+    return model_flops_per_image * images_per_s / (peak * 1e12) if peak else None
+
+
 def synchronize(device: torch.device | str) -> None:
     """Wait for queued GPU work; a no-op on CPU."""
     if torch.device(device).type == "cuda":

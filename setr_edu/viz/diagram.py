@@ -22,24 +22,24 @@ TITLE = {"naive": "SETR-Naive", "pup": "SETR-PUP", "mla": "SETR-MLA"}
 
 
 def _conv(block) -> str:
-    """``ConvBNReLU`` -> 'kxk conv / a→b / + BN + ReLU' (three lines)."""
+    """``ConvBNReLU`` -> 'kxk conv / a→b / BN, ReLU' (three lines)."""
     conv = block[0]
     k = f"{conv.kernel_size[0]}x{conv.kernel_size[1]}"
-    return f"{k} conv\n{conv.in_channels}→{conv.out_channels}\n+ BN + ReLU"
+    return f"{k} conv\n{conv.in_channels}→{conv.out_channels}\nBN, ReLU"
 
 
 def _uphead_steps(head, patch: int) -> list[str]:
     """The layers of an ``UpHead`` (Naive, PUP, PUP aux) as box labels: LayerNorm with the first conv, ups included."""
     steps = []
     for i, (conv, factor) in enumerate(zip(head.convs, head.ups)):
-        steps.append(("LN, " if i == 0 else "") + _conv(conv) + (f"\nthen x{factor}" if factor != 1 else ""))
+        steps.append(("LN,\n" if i == 0 else "") + _conv(conv) + (f"\nthen x{factor}" if factor != 1 else ""))
     steps.append(f"1x1 conv\n{head.cls.in_channels}→{head.cls.out_channels}")
     steps.append(f"bilinear\nx{patch // math.prod(head.ups)}\nto H x W")
     return steps
 
 
 def _compact(steps: list[str]) -> str:
-    """One line for an auxiliary head: 'LN → 3x3 conv 1024→256 + BN + ReLU, x4 → ...'."""
+    """One line for an auxiliary head: 'LN, 3x3 conv 1024→256 BN, ReLU, x4 → ...'."""
     short = [s.replace("\nthen ", ", ").replace("\nto H x W", "").replace("\n", " ")
              for s in steps]
     return " → ".join(short)
@@ -56,12 +56,12 @@ def describe(model) -> dict:
         info["inputs"] = tuple(d.mla_taps)  # the four taps feed the neck
         info["aux_taps"] = tuple(d.mla_taps)[: len(model.auxiliary_heads)]  # one aux head per stream
         lateral, smooth = neck.lateral[0][0], neck.smooth[0][0]
-        info["neck"] = (f"per tap: LayerNorm,\n1x1 conv {lateral.in_channels}→{lateral.out_channels}\n+ BN + ReLU;\n"
-                        f"top-down sums;\n{smooth.kernel_size[0]}x{smooth.kernel_size[0]} conv\n+ BN + ReLU")
+        info["neck"] = (f"per tap:\nLayerNorm,\n1x1 conv {lateral.in_channels}→{lateral.out_channels},\nBN, ReLU;\n"
+                        f"top-down sums;\n{smooth.kernel_size[0]}x{smooth.kernel_size[0]} conv,\nBN, ReLU")
         s0, s1 = head.streams[0][0][0], head.streams[0][1][0]
         k = head.cls.kernel_size[0]
-        info["main"] = [f"per stream: 2 x 3x3\nconv + BN + ReLU,\n{s0.in_channels}→{s0.out_channels}→{s1.out_channels}, x4\n"
-                        f"(align_corners={head.align_corners})",
+        info["main"] = [f"per stream:\n2 x (3x3 conv,\nBN, ReLU)\n{s0.in_channels}→{s0.out_channels}→{s1.out_channels}, x4\n"
+                        f"align_corners={head.align_corners}",
                         f"concat\n{head.cls.in_channels} channels,\n{k}x{k} conv →{head.cls.out_channels}",
                         f"bilinear\nx{enc.patch_size // 4}\nto H x W"]
         aux = model.auxiliary_heads[0].cls if len(model.auxiliary_heads) else None
@@ -82,9 +82,10 @@ def _box(ax, x, y, w, h, text, fc, fontsize=9, dashed=False):
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
 
 
-def _arrow(ax, start, end, dashed=False, colour="0.3"):
-    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color=colour, lw=1.1,
-                                                          ls="--" if dashed else "-", shrinkA=0, shrinkB=0))
+def _arrow(ax, start, end, dashed=False, colour="0.3", gid=None):
+    ann = ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color=colour, lw=1.1,
+                                                                ls="--" if dashed else "-", shrinkA=0, shrinkB=0))
+    ann.set_gid(gid)
 
 
 def _encoder(ax, info, x=0.0, marks=()):
@@ -95,9 +96,9 @@ def _encoder(ax, info, x=0.0, marks=()):
     L, w = info["depth"], 2.5
     h, wd = info["img_size"]
     p = info["patch"]
-    _box(ax, x, -5.2, w, 1.5, f"image\n3 x {h} x {wd}", "white")
+    _box(ax, x, -5.2, w, 1.5, f"image\n3x{h}x{wd}", "white", fontsize=8)
     _arrow(ax, (x + w / 2, -3.7), (x + w / 2, -3.3))
-    _box(ax, x, -3.3, w, 2.1, f"{p}x{p} patches\n→ linear +\nposition emb.", ENC, fontsize=8.5)
+    _box(ax, x, -3.3, w, 2.1, f"{p}x{p} patches\n→ linear\n+ pos. emb.", ENC, fontsize=8)
     _arrow(ax, (x + w / 2, -1.2), (x + w / 2, -0.35))
     colours = dict(marks)
     for layer in range(1, L + 1):
@@ -112,7 +113,7 @@ def _encoder(ax, info, x=0.0, marks=()):
     return x + w
 
 
-def _pipeline(ax, steps, x, y, colours, box_w=2.05, gap=0.28, h=2.8, fontsize=8.5):
+def _pipeline(ax, steps, x, y, colours, box_w=2.05, gap=0.28, h=3.6, fontsize=8):
     """A row of boxes joined by arrows; returns the x where it ends."""
     for i, (step, fc) in enumerate(zip(steps, colours)):
         _box(ax, x, y - h / 2, box_w, h, step, fc, fontsize=fontsize)
@@ -139,14 +140,14 @@ def draw_setr(model, ax=None, title: str | None = None):
     colour = KIND_COLOUR[kind]
     marks = [(t, "#f6c89f") for t in info["aux_taps"]] + [(t, "#f59e4c") for t in info["inputs"]]
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.2 * L + 4.4))
+        _, ax = plt.subplots(figsize=(8, 0.2 * L + 4.4))  # 720 px at 90 dpi: the book column
     fig = ax.figure
     right = _encoder(ax, info, marks=marks)
-    top = L + 3.2  # the main decoder runs above the stack
+    top = L + 3.6  # the main decoder runs above the stack
     if kind == "mla":
         lo, hi = min(info["inputs"]) - 1, max(info["inputs"]) - 1
-        nx, nw = right + 1.0, 2.4
-        _box(ax, nx, lo - 0.6, nw, hi - lo + 1.2, "MLA neck\n\n" + info["neck"], NECK, fontsize=9)
+        nx, nw = right + 1.0, 3.0
+        _box(ax, nx, lo - 0.6, nw, hi - lo + 1.2, "MLA neck\n\n" + info["neck"], NECK, fontsize=8)
         for t in info["inputs"]:
             _arrow(ax, (right, t - 1), (nx, t - 1), colour=colour)
         start = nx + nw + 0.9
@@ -163,10 +164,16 @@ def draw_setr(model, ax=None, title: str | None = None):
         _arrow(ax, (right + 0.8, top), (start, top), colour=colour)
         end = _pipeline(ax, info["main"], start, top, _step_colours(info["main"]))
         for t in info["aux_taps"]:
-            y = t - 1 - (0.9 if t == L else 0)  # PUP's aux head on Z_L: keep clear of the main arrow
-            _arrow(ax, (right, y), (start, y), dashed=True)
+            y = t - 1
+            if t == L:  # PUP's aux head on Z_L: leave Z_L's bar below the main arrow, then step down to the box
+                y, leave = y - 0.9, y - 0.2
+                link = ax.plot([right, right + 0.4, right + 0.4], [leave, leave, y], color="0.3", lw=1.1, ls="--")
+                link[0].set_gid(f"aux-link:Z{t}")
+                _arrow(ax, (right + 0.4, y), (start, y), dashed=True, gid=f"aux-link:Z{t}")
+            else:
+                _arrow(ax, (right, y), (start, y), dashed=True, gid=f"aux-link:Z{t}")
             _aux(ax, start, y, info["aux"])
-    ax.text(start, top + 1.6, f"{TITLE[kind]}: main decoder → {info['num_classes']} x H x W logits", fontsize=10,
+    ax.text(start, top + 2.0, f"{TITLE[kind]}: main decoder → {info['num_classes']} x H x W logits", fontsize=10,
             weight="bold", va="bottom")
     if info["aux_taps"]:
         where = "the MLA streams of " if kind == "mla" else ""
@@ -174,7 +181,7 @@ def draw_setr(model, ax=None, title: str | None = None):
                 f"{', '.join(f'Z{t}' for t in info['aux_taps'])}\n(training only, loss weight 0.4)",
                 fontsize=9, va="top")
     ax.set_xlim(-1.2, max(end, start + 8.0) + 0.3)
-    ax.set_ylim(-5.5, top + 2.8)
+    ax.set_ylim(-5.5, top + 3.2)
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=11)
@@ -190,7 +197,7 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
                   for k in ("naive", "pup", "mla")}
     infos = {k: describe(m) for k, m in models.items()}
     L = infos["naive"]["depth"]
-    fig, ax = plt.subplots(figsize=(10.5, 0.26 * L + 4.6))
+    fig, ax = plt.subplots(figsize=(7.6, 0.3 * L + 5))  # ~690 px at 90 dpi: the book column
     tapped = {t for info in infos.values() for t in (*info["inputs"], *info["aux_taps"])}
     right = _encoder(ax, infos["naive"], marks=[(t, ENC) for t in sorted(tapped)])  # labelled, not coloured
     # Tap columns: filled circle = main decoder input, open circle = auxiliary head, square = MLA neck input.
@@ -205,7 +212,7 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
         for t in info["inputs"]:
             ax.plot(x, t - 1, "s" if kind == "mla" else "o", ms=6, color=c)
     start = right + 2.4
-    rows = {"naive": L * 0.84, "pup": L * 0.47, "mla": L * 0.1}
+    rows = {"naive": L * 0.86, "pup": L * 0.48, "mla": L * 0.1}
     end = start
     for kind, y in rows.items():
         info = infos[kind]
@@ -218,7 +225,7 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
             taps = (f"main head on Z{info['inputs'][0]}; aux heads on "
                     f"{', '.join(f'Z{t}' for t in info['aux_taps'])}")
         end = max(end, row_end)
-        ax.text(start, y + 1.6, f"{TITLE[kind]}: {taps}", fontsize=10, va="bottom",
+        ax.text(start, y + 2.0, f"{TITLE[kind]}: {taps}", fontsize=9, va="bottom",
                 color=KIND_COLOUR[kind], weight="bold")
         _aux(ax, start, y - 2.3, info["aux"])
     ax.text(right + 0.2, -1.2, "taps: ● main input   ○ auxiliary head   ■ MLA neck input", fontsize=9, va="top")
@@ -227,11 +234,12 @@ def draw_setr_family(encoder: str = "large", num_classes: int = 150, img_size: i
     ax.axis("off")
     enc = infos["naive"]
     ax.set_title(f"SETR with T-{encoder.capitalize()} ({L} layers, D = {enc['dim']}) at {img_size} x {img_size}, "
-                 f"{num_classes} classes: one encoder, three decoders", fontsize=11)
+                 f"{num_classes} classes: one encoder, three decoders", fontsize=10)
     return fig
 
 
 if __name__ == "__main__":  # python -m setr_edu.viz.diagram book/figures/setr_overview.png
     import sys
 
-    draw_setr_family("large").savefig(sys.argv[1] if len(sys.argv) > 1 else "setr_overview.png", dpi=110, bbox_inches="tight")
+    plt.rcParams["font.size"] = 9
+    draw_setr_family("large").savefig(sys.argv[1] if len(sys.argv) > 1 else "setr_overview.png", dpi=90, bbox_inches="tight")

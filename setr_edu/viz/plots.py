@@ -35,7 +35,7 @@ def read_log(path: str | Path) -> tuple[list[dict], list[dict]]:
 
 
 def plot_training_curves(runs: str | Path | Mapping[str, str | Path], loss_keys: Sequence[str] = ("loss",),
-                         val_key: str = "val_mIoU", figsize=(9, 3.2)):
+                         val_key: str = "val_mIoU", figsize=(8, 2.9)):
     """Two panels: training loss(es) and validation ``val_key`` (x100) against iteration, one colour per run.
 
     ``runs``: a work_dir / log path, or ``{"label": path, ...}`` to compare runs (e.g. SETR vs the CNN baseline).

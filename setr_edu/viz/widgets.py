@@ -6,12 +6,16 @@ Row ``q`` of one head, folded back onto the ``h x w`` patch grid, is a picture: 
 :class:`AttentionExplorer` draws these pictures over the image and offers two widgets:
 
 * :meth:`AttentionExplorer.static_widget`: the overlays for a few chosen query patches are rendered once, in
-  Python, into nested ``ipywidgets.Stack`` containers; the layer/head/query selectors are ``jslink``-ed to the
-  stacks' ``selected_index``. The switching happens in the browser, so the widget keeps working in the static
+  Python, into nested containers that show one child each; the layer/head/query selectors are ``jslink``-ed to
+  their ``selected_index``. The switching happens in the browser, so the widget keeps working in the static
   HTML book, where no Python kernel runs (the widget state, images included, is saved in the notebook).
-  ipywidgets 7 (what Colab ships) has no ``Stack``: there each stack is a ``Tab`` whose tab bar is hidden.
 * :meth:`AttentionExplorer.live_widget`: any query patch (row/column sliders). A Python callback redraws an
   ``ipywidgets.Image``, so it needs a running kernel (Jupyter, Colab); the static book shows its initial state.
+
+Both widgets are built only from models that ipywidgets 7 and 8 share (:data:`SHARED_MODELS`), whichever version
+the kernel has, so the saved state names no model a 7 front end (Colab ships ipywidgets 7.7) lacks: a ``Tab``
+with its tab bar hidden stands in for 8's ``Stack``, and the notes are ``Output`` widgets holding HTML (8's
+``HTML`` widget brings an ``HTMLStyleModel`` that 7 does not have).
 
     >>> import numpy as np, torch
     >>> attn = [torch.full((1, 2, 5, 5), 0.2) for _ in range(3)]  # 3 layers, 2 heads, 1 + 2x2 tokens
@@ -134,9 +138,9 @@ class AttentionExplorer:
             layers.append(stack)
         view = make_stack(W, layers, layer_sel.options)
         links.append(W.jslink((layer_sel, "index"), (view, "selected_index")))
-        note = W.HTML("<small>cyan box: the query patch; colour: its attention weights (bright = high, each map "
-                      "scaled to its maximum). Runs in the browser: works without a kernel.</small>"
-                      + ("" if hasattr(W, "Stack") else STACK_CSS))
+        note = html_note(W, "<small>cyan box: the query patch; colour: its attention weights (bright = high, "
+                            "each map scaled to its maximum). Runs in the browser: works without a kernel.</small>"
+                            + STACK_CSS)
         box = W.VBox([layer_sel, head_sel, query_sel, view, note])
         box.links = links  # the jslink widgets (saved with the widget state; kept here for inspection)
         return box
@@ -159,12 +163,25 @@ class AttentionExplorer:
         for w in (layer_sel, head_sel, row_sel, col_sel):
             w.observe(redraw, names="value")
         redraw()
-        note = W.HTML("<small>Move the sliders in a running notebook (Jupyter or Colab); the static HTML book "
-                      "has no Python kernel and shows only this first picture.</small>")
+        note = html_note(W, "<small>Move the sliders in a running notebook (Jupyter or Colab); the static HTML "
+                            "book has no Python kernel and shows only this first picture.</small>")
         return W.HBox([W.VBox([layer_sel, head_sel, row_sel, col_sel, note]), image])
 
 
-# ipywidgets 7 draws a Tab's bar with lumino (``lm-``) or phosphor (``p-``) classes, depending on the release.
+# The widget models ipywidgets 7.7.1 and 8.1 both define (7.7.1's list, from its ``_model_name`` traits; in 8 these
+# names still exist). A front end draws a saved widget only if it knows every model the state names.
+SHARED_MODELS = frozenset(
+    "AccordionModel AudioModel BoolModel BoundedFloatTextModel BoundedIntTextModel BoxModel ButtonModel "
+    "ButtonStyleModel CheckboxModel ColorPickerModel ComboboxModel ControllerAxisModel ControllerButtonModel "
+    "ControllerModel DOMWidgetModel DatePickerModel DescriptionModel DescriptionStyleModel DirectionalLinkModel "
+    "DropdownModel FileUploadModel FloatLogSliderModel FloatProgressModel FloatRangeSliderModel FloatSliderModel "
+    "FloatTextModel GridBoxModel HBoxModel HTMLMathModel HTMLModel ImageModel IntProgressModel IntRangeSliderModel "
+    "IntSliderModel IntTextModel LabelModel LayoutModel LinkModel OutputModel PasswordModel PlayModel "
+    "ProgressStyleModel RadioButtonsModel SelectModel SelectMultipleModel SelectionRangeSliderModel "
+    "SelectionSliderModel SliderStyleModel StringModel StyleModel TabModel TextModel TextareaModel "
+    "ToggleButtonModel ToggleButtonsModel ToggleButtonsStyleModel VBoxModel ValidModel VideoModel WidgetModel".split())
+
+# A Tab's bar is drawn with lumino (``lm-``) or phosphor (``p-``) classes, depending on the release.
 STACK_CSS = ("<style>.setr-stack > .lm-TabBar, .setr-stack > .p-TabBar, .setr-stack > .widget-tab-bar "
              "{display: none !important}</style>")
 
@@ -172,16 +189,23 @@ STACK_CSS = ("<style>.setr-stack > .lm-TabBar, .setr-stack > .p-TabBar, .setr-st
 def make_stack(W, children: list, titles: Sequence[str]):
     """A container that shows one child, chosen by its ``selected_index`` (0 at first).
 
-    ``ipywidgets.Stack`` where it exists (ipywidgets >= 8). ipywidgets 7 (Colab's) has no Stack: there a ``Tab``
-    with the same trait does it, its tab bar hidden by :data:`STACK_CSS` (titled, in case a page drops the CSS)."""
-    if hasattr(W, "Stack"):
-        return W.Stack(children, selected_index=0)
+    A ``Tab`` whose tab bar :data:`STACK_CSS` hides (titled, in case a page drops the CSS). ipywidgets 8's
+    ``Stack`` would do the same, but ipywidgets 7 (Colab's) has no ``StackModel``: its front end could not draw
+    a saved state that names one."""
     tab = W.Tab(children)
     for i, title in enumerate(titles):
         tab.set_title(i, str(title))
     tab.selected_index = 0
     tab.add_class("setr-stack")
     return tab
+
+
+def html_note(W, html: str):
+    """An ``Output`` widget holding ``html`` (its state carries the HTML; no 8-only ``HTMLStyleModel``)."""
+    out = W.Output()
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"text/html": html, "text/plain": "(note)"}},)
+    return out
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 85) -> bytes:
