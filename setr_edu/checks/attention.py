@@ -1,4 +1,4 @@
-"""Assignment A2: multi-head self-attention (paper §3.1, Eq. 1). Graders for the attention core and the module.
+"""Assignment A2: multi-head self-attention (paper §3.2, Eq. 2). Graders for the attention core and the module.
 
 Interfaces the assignment asks for:
 
@@ -9,6 +9,8 @@ Interfaces the assignment asks for:
   ``(B, N, D) -> (B, N, D)``. Reference: :class:`setr_edu.MultiHeadSelfAttention`.
 """
 from __future__ import annotations
+
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from .result import CheckResult, Grader
 
 SCALE = {
     "sqrt_d": None,
-    "none": "the scores q k^T are not scaled: divide them by sqrt(d), d = head_dim (paper Eq. 1), or the "
+    "none": "the scores q k^T are not scaled: divide them by sqrt(d), d = head_dim (paper Eq. 2), or the "
             "softmax saturates as d grows.",
     "d": "the scores are divided by d; the scale is 1/sqrt(d) (d = head_dim).",
     "sqrt_D": "the scores are divided by sqrt(D) of the whole embedding; each head uses its own d = D / heads: "
@@ -35,16 +37,22 @@ SOFTMAX = {
 }
 
 
-def sdp_variant(q, k, v, scale="sqrt_d", softmax="keys", order="qk"):
+def sdp_variant(q, k, v, scale="sqrt_d", softmax="keys", order="qk", place="before"):
     d, D = q.shape[-1], q.shape[-1] * q.shape[1]
     s = (q @ k.transpose(-2, -1)) if order == "qk" else (k @ q.transpose(-2, -1))  # (B, h, N, N)
-    s = s * {"sqrt_d": d ** -0.5, "none": 1.0, "d": 1.0 / d, "sqrt_D": D ** -0.5, "times": d ** 0.5}[scale]
-    w = s.softmax(dim=-1 if softmax == "keys" else -2)
+    factor = {"sqrt_d": d ** -0.5, "none": 1.0, "d": 1.0 / d, "sqrt_D": D ** -0.5, "times": d ** 0.5}[scale]
+    if place == "before":
+        w = (s * factor).softmax(dim=-1 if softmax == "keys" else -2)
+    else:  # the weights are scaled after the softmax
+        w = s.softmax(dim=-1 if softmax == "keys" else -2) * factor
     return w, w @ v
 
 
+PLACE = {"before": None,
+         "after": "the scale is applied after the softmax, so the weights no longer sum to 1: scale the scores "
+                  "first, softmax(q k^T / sqrt(d)), then multiply by v."}
 SDP_AXES = {
-    "scale": SCALE, "softmax": SOFTMAX,
+    "scale": SCALE, "softmax": SOFTMAX, "place": PLACE,
     "order": {"qk": None, "kq": "the scores are k q^T, the transpose of q k^T: row i must hold query i's scores."},
 }
 
@@ -68,7 +76,9 @@ def check_scaled_dot_product(fn, verbose: bool = True) -> CheckResult:
                f"returns (out, weights) of shapes {tuple(want_out.shape)} and {tuple(want_w.shape)}",
                f"expected a tuple (out, weights) with shapes (B, heads, N, d) = {tuple(want_out.shape)} and "
                f"(B, heads, N, N) = {tuple(want_w.shape)}, got "
-               + (str([tuple(t.shape) for t in res]) if ok_tuple else repr(type(res).__name__)), stop=True)
+               + (str([tuple(t.shape) for t in res]) if ok_tuple else repr(type(res).__name__)),
+               "you return (weights, out): return them in this order, (out, weights)"
+               if ok_tuple and res[0].shape == want_w.shape and res[1].shape == want_out.shape else "", stop=True)
         out, w = res
         if close(w, want_w):
             g.ok("attention weights = softmax(q k^T / sqrt(d)) over the keys")
@@ -88,7 +98,7 @@ def check_scaled_dot_product(fn, verbose: bool = True) -> CheckResult:
 
 
 def attention_variant(ref: MultiHeadSelfAttention, x: torch.Tensor, split="heads", qkv="outer", scale="sqrt_d",
-                      softmax="keys", merge="transpose", proj="yes") -> torch.Tensor:
+                      softmax="keys", merge="transpose", proj="yes", take="012") -> torch.Tensor:
     """The reference module's forward with the mistakes of :data:`ATTENTION_AXES` switched on."""
     B, N, D = x.shape
     h = ref.num_heads
@@ -98,6 +108,8 @@ def attention_variant(ref: MultiHeadSelfAttention, x: torch.Tensor, split="heads
         q, k, v = y.reshape(B, N, 3, D).unbind(2)  # [q | k | v]: 3 x (B, N, D)
     else:
         q, k, v = y.reshape(B, N, h, 3, d).permute(3, 0, 1, 2, 4).flatten(3).unbind(0)  # per-head [q k v]
+    parts = (q, k, v)
+    q, k, v = (parts[int(i)] for i in take)  # which slice each of q, k, v was taken from
 
     def heads(t):  # (B, N, D) -> (B, h, N, d)
         if split == "heads":
@@ -117,6 +129,20 @@ def attention_variant(ref: MultiHeadSelfAttention, x: torch.Tensor, split="heads
         o = o.reshape(B, N, D)  # "reshape": mixes tokens and heads
     return F.linear(o, ref.proj.weight, ref.proj.bias) if proj == "yes" else o
 
+
+def _take_message(take: str) -> str | None:
+    names = "qkv"
+    wrong = [(names[j], names[int(i)], j) for j, i in enumerate(take) if int(i) != j]
+    if not wrong:
+        return None
+    said = " and ".join(f"{a} is taken from the {b} slice of qkv(x)" for a, b, _ in wrong)
+    fix = ", ".join(f"{a} = qkv[{j}]" for a, _, j in wrong)
+    return (f"{said}: its 3*D outputs are [q | k | v], so after the reshape to (3, B, heads, N, head_dim) "
+            f"{fix}.")
+
+
+TAKE = {"".join(t): _take_message("".join(t)) for t in itertools.product("012", repeat=3)}
+TAKE = {"012": None, **{t: m for t, m in TAKE.items() if t != "012"}}
 
 ATTENTION_AXES = {
     "split": {"heads": None,
@@ -139,6 +165,7 @@ ATTENTION_AXES = {
               "reshape": "the heads are merged with a plain reshape of (B, heads, N, d) to (B, N, D), which mixes "
                          "tokens: transpose(1, 2) first, then reshape."},
     "proj": {"yes": None, "no": "the output projection `proj` is not applied after merging the heads."},
+    "take": TAKE,
 }
 
 
@@ -181,7 +208,7 @@ def check_attention(student_cls, verbose: bool = True) -> CheckResult:
         ref2 = randomize_(MultiHeadSelfAttention(D, 2), seed=1).eval()
         student2 = student_cls(dim=D, num_heads=2).eval()
         x2 = seeded(1, 5, D, seed=4)
-        align(student2, ref2)
+        align(student2, ref2, forward_on(x2))
         with torch.no_grad():
             out2 = g.call(student2, x2, what="forward changes x")
         g.test(close(out2, ref2(x2)), "also right with 2 heads and 5 tokens (nothing hard-coded)",

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.decoders import MLAHead, MLANeck, UpHead, naive_head, pup_head
-from .align import align, first_divergence, forward_on
+from .align import align, config_differences, first_divergence, forward_on
 from .compare import DROPOUT_HINT, close, diagnose, eval_outputs, grade_backward, randomize_, seeded
 from .result import CheckResult, Grader
 
@@ -158,6 +158,10 @@ def stage(path: str) -> tuple[str, str]:
     return f"`{path}`", "the step before it"
 
 
+def _stage_name(path: str) -> str:
+    return f"{stage(path)[0]} (`{path}`)"
+
+
 def stage_diagnosis(student, ref, alignment, run) -> str:
     """One sentence: up to where the student's layers reproduce the reference, and where to look."""
     last, first, why = first_divergence(student, ref, alignment, run)
@@ -201,9 +205,10 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
         sig = f"{student_cls.__name__}(in_dim={c['D']}, num_classes={c['K']}, channels={c['C']})"
         g.test(al.ok, f"{sig}: its layers were matched to the assignment's table"
                + (" (some are missing, see below)" if al.missing else ""),
-               f"{sig}: its layers do not line up with the assignment's table", al.messages(), stop=True)
-        for m in al.messages():
+               f"{sig}: its layers do not line up with the assignment's table", al.messages(_stage_name), stop=True)
+        for m in al.messages(_stage_name):
             g.note(m)
+        g.explain = lambda: config_differences(student, al, ref)
         out, deterministic = eval_outputs(g, student, inputs, c["out"], what="forward changes z")
         with torch.no_grad():
             want = ref(inputs, c["out"])
@@ -233,7 +238,8 @@ def check_decoder(student_cls, kind: str = "pup", verbose: bool = True) -> Check
                 else:
                     variant = lambda **o: uphead_variant(ref, zs[0], c["out"], **o)  # noqa: E731
                     axes = UPHEAD_AXES
-                bugs = diagnose(out, axes, variant) or diagnose(out_order, axes, variant)
+                bugs = config_differences(student, al, ref) + (diagnose(out, axes, variant) or
+                                                                diagnose(out_order, axes, variant) or [])
             where = [stage_diagnosis(student, ref, al, run), "" if bugs else al.ambiguity()]
             g.fail(f"values differ from setr_edu's SETR-{kind} decoder with the same weights",
                    (bugs or []) + [w for w in where if w] or "compare each stage with the table", stop=True)

@@ -85,6 +85,32 @@ def _counts(fn, g, pred, target, K, ignore_index):
     return (torch.as_tensor(out) if not isinstance(out, torch.Tensor) else out).double()
 
 
+def ignore_probe(fn, K: int) -> str:
+    """What the student's ``confusion_matrix`` does with ignore labels, named from two probes (or ``""``):
+    a prediction that holds 255 where the target is valid (masked on the prediction?), and a target with ignore
+    pixels whose counts add up to every pixel (ignore pixels counted)."""
+    pred, target = labels((2, 6, 7), K, seed=40), labels((2, 6, 7), K, seed=41)
+    pred_255 = pred.clone()
+    pred_255[:, 0, :3] = IGNORE
+    try:
+        out = torch.as_tensor(fn(pred_255, target.clone(), K, ignore_index=IGNORE)).double()
+        if float(out.sum()) == target.numel() - 6:
+            return ("the ignore mask is taken on the prediction (pred != ignore_index); ignore pixels are marked "
+                    "in the TARGET: keep = target != ignore_index, then count pred[keep], target[keep].")
+    except Exception:
+        pass
+    target_ig = labels((2, 6, 7), K, seed=42, ignore_frac=0.25)
+    try:
+        out = torch.as_tensor(fn(pred.clone(), target_ig.clone(), K, ignore_index=IGNORE)).double()
+        if float(out.sum()) == target_ig.numel():
+            return (f"pixels whose target is {IGNORE} (ignore) are counted: the counts add up to all "
+                    f"{target_ig.numel()} pixels (clamped into a class?). Leave them out first: keep = target != "
+                    "ignore_index.")
+    except Exception:
+        pass
+    return ""
+
+
 def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
     """Grade ``fn(pred, target, num_classes, ignore_index=255) -> (K, K)``."""
     g = Grader("A5", "confusion_matrix", "confusion matrix", tests=5, verbose=verbose)
@@ -113,12 +139,13 @@ def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
             out = _counts(fn, g, pred, target_ig, K, IGNORE)
         except (IndexError, RuntimeError) as exc:
             g.fail(f"crashed on targets that contain ignore pixels (255): {type(exc).__name__}: {exc}",
-                   "drop them first: keep = target != ignore_index; pred, target = pred[keep], target[keep]",
-                   stop=True)
+                   [ignore_probe(fn, K) or "drop them first: keep = target != ignore_index; pred, target = "
+                    "pred[keep], target[keep]"], stop=True)
         g.test(close(out, want.double()), "pixels whose target is 255 (ignore) are left out",
                "wrong counts when the targets contain ignore pixels (255)",
-               f"the counts must sum to the {int((target_ig != IGNORE).sum())} non-ignored pixels, got "
-               f"{int(out.sum())}: select pixels with target != ignore_index (the prediction is never 255)")
+               [ignore_probe(fn, K) or f"the counts must sum to the {int((target_ig != IGNORE).sum())} "
+                f"non-ignored pixels, got {int(out.sum())}: select pixels with target != ignore_index (the "
+                "prediction is never 255)"])
         K2, p2, t2 = 6, labels((3, 5), 6, seed=3, present=[0, 2, 5]), labels((3, 5), 6, seed=4, present=[0, 1, 2])
         g.test(close(_counts(fn, g, p2, t2, K2, IGNORE), confusion_reference(p2, t2, K2).double()),
                "also right for 6 classes on a single 3x5 map (nothing hard-coded)",
@@ -149,7 +176,8 @@ def check_confusion_matrix(fn, verbose: bool = True) -> CheckResult:
         g.test(out4 is not None and close(out4, confusion_reference(pred, t4, K, ignore_index=-1).double()),
                "uses its ignore_index argument (also right with ignore_index=-1)",
                f"wrong with ignore_index=-1{err}",
-               "leave out the pixels whose target equals the ignore_index argument; is 255 hard-coded?")
+               "leave out the pixels whose target equals the ignore_index argument: keep = target != ignore_index "
+               "(is 255 hard-coded, or do you keep target < num_classes? -1 passes that test)")
     return g.finish()
 
 
@@ -184,7 +212,15 @@ def check_iou(fn, verbose: bool = True) -> CheckResult:
         # class 3 appears nowhere (IoU NaN); class 4 is only predicted (IoU 0); the rest overlap partially
         conf = torch.tensor([[5, 1, 0, 0, 2], [2, 7, 1, 0, 0], [0, 3, 4, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
         want = reference_iou(conf)
-        out = g.call(fn, conf, what="iou_from_confusion changes conf")
+        try:
+            out = g.call(fn, conf, what="iou_from_confusion changes conf")
+        except RuntimeError as exc:
+            if "ZeroDivision" not in str(exc):
+                raise
+            g.fail(f"integer division by zero for the class that appears nowhere ({exc})",
+                   "integer division: the counts are integers, so tp // union (or tp / union on integer tensors "
+                   "in older code) divides integers and 0 // 0 fails. Convert to float first (conf = "
+                   "conf.double()): then 0 / 0 gives the NaN that marks an absent class.", stop=True)
         out = torch.as_tensor(out, dtype=torch.float64) if not isinstance(out, torch.Tensor) else out.double()
         g.test(out.shape == want.shape, f"returns one IoU per class, shape {tuple(want.shape)}",
                f"expected shape (K,) = {tuple(want.shape)}, got {tuple(out.shape)}", stop=True)
@@ -202,8 +238,9 @@ def check_iou(fn, verbose: bool = True) -> CheckResult:
     return g.finish()
 
 
-def dataset_variant(pairs, K, per_image="no", absent="nan", ignore="dropped"):
+def dataset_variant(pairs, K, per_image="no", absent="nan", ignore="dropped", images="all"):
     """mIoU with the mistakes of :data:`MIOU_AXES` switched on."""
+    pairs = {"all": pairs, "last": pairs[-1:], "first": pairs[:1]}[images]
     def per_class(group):
         tp, gt, pr = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
         for p, t in group:
@@ -234,6 +271,11 @@ MIOU_AXES = {
     "ignore": {"dropped": None,
                "counted": "pixels labelled 255 (ignore) are counted: their predictions add false positives. Drop "
                           "every pixel whose target is ignore_index before counting."},
+    "images": {"all": None,
+               "last": "only the last image is counted: the confusion matrix is replaced in the loop (conf = ...) "
+                       "instead of summed (conf += ...) over all images.",
+               "first": "only the first image is counted: sum the confusion matrices of ALL images (did the loop "
+                        "return early?)."},
 }
 
 

@@ -1,12 +1,12 @@
-"""Assignment A1: image to sequence (paper §3.1). Graders for ``patchify`` and a patch-embedding module.
+"""Assignment A1: image to sequence (paper §3.2). Graders for ``patchify`` and a patch-embedding module.
 
 Interfaces the assignment asks for:
 
 * ``patchify(x, patch_size) -> patches``: ``(B, C, H, W) -> (B, N, C*p*p)``, patches in row-major order
   (left to right, then top to bottom), each patch flattened channel first, then rows, then columns: the order of
   ``torch.nn.functional.unfold`` and of a ``Conv2d`` weight ``(D, C, p, p)``.
-* ``MyPatchEmbedding(patch_size, in_chans, embed_dim)`` with a layer ``proj``, either ``nn.Conv2d(in_chans,
-  embed_dim, patch_size, stride=patch_size)`` or ``nn.Linear(in_chans*p*p, embed_dim)``;
+* ``MyPatchEmbedding(patch_size, in_chans, embed_dim)`` with one projection layer (any name), either
+  ``nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)`` or ``nn.Linear(in_chans*p*p, embed_dim)``;
   ``forward(x)``: ``(B, C, H, W) -> (B, N, D)``. Reference: :class:`setr_edu.PatchEmbedding`.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.patch_embed import PatchEmbedding
+from .align import align, config_differences, forward_on
 from .compare import (grade_backward, call_student, close, dependency_note, diagnose, is_reference, randomize_, seeded,
                       with_reference)
 from .result import CheckResult, Grader
@@ -101,27 +102,17 @@ def check_patchify(patchify, verbose: bool = True) -> CheckResult:
     return g.finish()
 
 
-def _load_reference(student: nn.Module, ref: PatchEmbedding) -> bool:
-    """Copy the reference projection into the student's ``proj`` (Conv2d or Linear form)."""
-    proj = getattr(student, "proj", None)
-    with torch.no_grad():
-        if isinstance(proj, nn.Conv2d) and proj.weight.shape == ref.proj.weight.shape:
-            proj.weight.copy_(ref.proj.weight)
-        elif isinstance(proj, nn.Linear) and proj.weight.shape == ref.proj.weight.flatten(1).shape:
-            proj.weight.copy_(ref.proj.weight.flatten(1))  # (D, C, p, p) -> (D, C*p*p): the unfold order
-        else:
-            return False
-        if proj.bias is not None:
-            proj.bias.copy_(ref.proj.bias)
-    return True
+def _load_reference(student: nn.Module, ref: PatchEmbedding, x: torch.Tensor | None = None) -> bool:
+    """Copy the reference projection into the student's one layer (Conv2d or Linear form, any name): layers are
+    matched by their sizes (:func:`setr_edu.checks.align.align`), never by their names."""
+    al = align(student, ref, forward_on(x) if x is not None else None)
+    return al.ok and not al.missing and bool(al.pairs)
 
 
 def embedding_variant(ref: PatchEmbedding, x: torch.Tensor, grid: str = "row", inner: str = "chw",
                       bias: str = "yes") -> torch.Tensor:
     p = ref.patch_size
-    weight = ref.proj.weight.flatten(1)  # (D, C*p*p) in (C, p, p) order
-    if inner == "hwc":
-        weight = ref.proj.weight.permute(0, 2, 3, 1).flatten(1)  # the student's weight read in (p, p, C) order
+    weight = ref.proj.weight.flatten(1)  # (D, C*p*p) in (C, p, p) order, also for patches read as (p, p, C)
     tokens = patchify_variant(x, p, grid=grid, inner=inner)
     return F.linear(tokens, weight, ref.proj.bias if bias == "yes" else None)
 
@@ -135,10 +126,10 @@ EMBED_AXES = {
 }
 
 
-def _embed_case(student_cls, p: int, C: int, D: int, seed: int):
+def _embed_case(student_cls, p: int, C: int, D: int, seed: int, x: torch.Tensor | None = None):
     ref = randomize_(PatchEmbedding(p, C, D), seed=seed).eval()
     student = student_cls(patch_size=p, in_chans=C, embed_dim=D).eval()
-    return ref, student, _load_reference(student, ref)
+    return ref, student, _load_reference(student, ref, x)
 
 
 def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
@@ -158,10 +149,10 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
         hint = (f"Expected C*p*p*D weights + D biases = {C}*{p}*{p}*{D} + {D} = {n_ref}"
                 + (" (the bias is missing)" if n_stu == n_ref - D else "") + ".")
         g.test(n_stu == n_ref and loaded,
-               f"{student_cls.__name__}(patch_size={p}, in_chans={C}, embed_dim={D}) has a `proj` layer with "
+               f"{student_cls.__name__}(patch_size={p}, in_chans={C}, embed_dim={D}) has a projection with "
                f"{n_ref} parameters",
                f"{student_cls.__name__}(patch_size={p}, in_chans={C}, embed_dim={D}) has {n_stu} parameters; the "
-               f"projection must be a layer named `proj`: nn.Conv2d(C, D, p, stride=p) or nn.Linear(C*p*p, D)",
+               f"projection must be one layer: nn.Conv2d(C, D, p, stride=p) or nn.Linear(C*p*p, D)",
                hint, stop=True)
         x = seeded(*shape, seed=1)
         with torch.no_grad():
@@ -173,7 +164,8 @@ def check_patch_embedding(student_cls, verbose: bool = True) -> CheckResult:
         if close(out, want):
             g.ok("values match setr_edu.PatchEmbedding with the same weights")
         else:
-            bugs = diagnose(out, EMBED_AXES, lambda **o: embedding_variant(ref, x, **o))
+            bugs = config_differences(student, align(student, ref), ref) + \
+                (diagnose(out, EMBED_AXES, lambda **o: embedding_variant(ref, x, **o)) or [])
             g.fail("values differ from setr_edu.PatchEmbedding with the same weights",
                    bugs or "Check the order of the patches (row-major) and of the pixels inside a patch.", stop=True)
         good = []  # other channel counts, patch and image sizes: nothing may be hard-coded

@@ -12,6 +12,10 @@ Every ``check_*`` function follows the same pattern::
 ``finish`` adds one more test (unless ``inputs_test=False``): the student's code left the tensors it was given
 through :meth:`Grader.call` unchanged ("your code modifies its input in place" otherwise).
 
+Each test shows one line, ``[ok]`` or ``[FAIL]`` (hints below it); when a check stops early, one ``[skip]``
+line says how many tests never ran, so the lines always add up to the header's ``passed/tests``. ``[info]``
+lines (preconditions worth no points) are not tests.
+
 The score is ``points * passed_tests / tests`` (points from :mod:`setr_edu.checks.assignments`): a notebook that
 stops at step 2 of 4 gets half marks, not zero.
 When the environment variable ``SETR_EDU_GRADE_LOG`` names a file (the grading command sets it, see
@@ -28,6 +32,10 @@ from pathlib import Path
 
 LOG_ENV = "SETR_EDU_GRADE_LOG"
 OFFICIAL = {"active": False}  # set by grade.official() while the grading command's own check calls run
+
+
+IN_PLACE_FIX = ("write new tensors instead: x = x + f(x), not x += f(x); q = q / s, not q /= s; no x.mul_(...) "
+                "or x[...] = ... on a tensor you were given (clone it first)")
 
 
 class StopCheck(Exception):
@@ -87,8 +95,9 @@ class Grader:
         self.result = CheckResult(assignment, part, title, False, 0.0, float(points(assignment, part)), 0,
                                   tests + int(inputs_test))
         self.verbose, self.inputs_test = verbose, inputs_test
-        self.calls, self.modified = 0, []
+        self.calls, self.modified, self.told_in_place = 0, [], False
         self.where = ""  # the input being tried, for messages: set with case()
+        self.explain = None  # optional () -> [hints]: what the grader already knows, shown first after a crash
 
     def case(self, where: str) -> None:
         """Name the input the next steps try (e.g. "x of shape (1, 2, 6, 4)"), for the report of a crash."""
@@ -110,8 +119,16 @@ class Grader:
         self.result.messages.append(f"  [ok]   {message}")
 
     def fail(self, message: str, hint: str | list[str] = "", stop: bool = False) -> None:
-        self.result.messages.append(f"  [FAIL] {message}")
-        for h in ([hint] if isinstance(hint, str) else hint):
+        if sum(m.startswith(("  [ok]", "  [FAIL]")) for m in self.result.messages) >= self.result.tests:
+            self.result.messages.append(f"         {message}")  # a further problem of a test already counted
+        else:
+            self.result.messages.append(f"  [FAIL] {message}")
+        hints = [hint] if isinstance(hint, str) else list(hint)
+        if self.modified and not self.told_in_place:  # the likely cause of this failure: say it first
+            self.told_in_place = True
+            hints.insert(0, f"your code modifies its input in place ({self.modified[0]}), which changes what "
+                            "it computes from: " + IN_PLACE_FIX)
+        for h in hints:
             if h:
                 self.result.messages.append(f"         {h}")
         if stop:
@@ -129,7 +146,7 @@ class Grader:
     def require(self, condition: bool, ok_message: str, fail_message: str, hint: str | list[str] = "") -> None:
         """A precondition worth no points (e.g. layers the assignment gives): report it, stop if it fails."""
         if condition:
-            self.result.messages.append(f"  [ok]   {ok_message}")
+            self.result.messages.append(f"  [info] {ok_message}")
         else:
             self.fail(fail_message, hint, stop=True)
 
@@ -152,7 +169,13 @@ class Grader:
                     "or grid size) hard-coded? Take every size from the arguments and from the input's shape."
                     if self.result.tests_passed and self.where else
                     "Read the message above, fix that line, re-run the cell that defines it and then this check.")
-            self.fail(f"{what} raised {type(exc).__name__}{on}: {exc}{where_in_student_code(exc)}", hint)
+            known = []
+            if self.explain is not None:
+                try:
+                    known = list(self.explain())
+                except Exception:
+                    known = []
+            self.fail(f"{what} raised {type(exc).__name__}{on}: {exc}{where_in_student_code(exc)}", known + [hint])
 
     def finish(self) -> CheckResult:
         r = self.result
@@ -160,10 +183,14 @@ class Grader:
             if self.modified:
                 self.fail(f"your code modifies its input in place ({self.modified[0]}): the caller's tensor is "
                           "changed after the call",
-                          "write new tensors instead: x = x + f(x), not x += f(x); q = q / s, not q /= s; no "
-                          "x.mul_(...) or x[...] = ... on a tensor you were given (clone it first)")
+                          IN_PLACE_FIX)
             elif r.tests_passed:
                 self.ok("leaves the tensors it is given unchanged (no in-place changes to its inputs)")
+        shown = sum(m.startswith(("  [ok]", "  [FAIL]")) for m in r.messages)
+        if shown < r.tests:  # stopped early: say how many tests never ran, so the lines add up to the header
+            n = r.tests - shown
+            r.messages.append(f"  [skip] {n} more test{'s' if n > 1 else ''} not run: "
+                              f"{'they need' if n > 1 else 'it needs'} the step that failed above")
         r.passed = r.tests_passed == r.tests
         r.score = round(r.max_score * r.tests_passed / r.tests, 2) if r.tests else 0.0
         if self.verbose:

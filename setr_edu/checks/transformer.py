@@ -1,4 +1,4 @@
-"""Assignment A3: a transformer layer and SETR's position-embedding interpolation (paper §3.1-3.2, §4).
+"""Assignment A3: a transformer layer and SETR's position-embedding interpolation (paper §3.2, §4).
 
 Interfaces the assignment asks for:
 
@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from ..model.encoder import TransformerBlock, resize_pos_embed
-from .align import align, describe_params, forward_on
+from .align import align, config_differences, describe_params, first_divergence, forward_on
+from .attention import SCALE, attention_variant
 from .compare import DROPOUT_HINT, close, diagnose, eval_outputs, grade_backward, is_reference, randomize_, seeded
 from .result import CheckResult, Grader
 
 
 def block_variant(ref: TransformerBlock, x: torch.Tensor, attn_norm="pre", mlp_norm="pre", attn_res="yes",
-                  mlp_res="yes", res_input="raw", act="gelu", norm2="own", eps="1e-6") -> torch.Tensor:
+                  mlp_res="yes", res_input="raw", act="gelu", norm2="own", eps="1e-6",
+                  scale="sqrt_d") -> torch.Tensor:
     """The reference block's forward with the mistakes of :data:`BLOCK_AXES` switched on."""
     act_fn = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "relu": F.relu,
               "none": lambda t: t}[act]
@@ -30,18 +32,19 @@ def block_variant(ref: TransformerBlock, x: torch.Tensor, attn_norm="pre", mlp_n
     def ln(m):
         return lambda t: F.layer_norm(t, m.normalized_shape, m.weight, m.bias, float(eps))
 
-    def sublayer(x, f, norm, place, res):
+    def sublayer(x, f, norm, place, res, which):
         keep = float(res == "yes")
         if place == "pre":
             h = norm(x)
-            return (x if res_input == "raw" else h) * keep + f(h)
+            return (h if res_input in ("both", which) else x) * keep + f(h)
         if place == "post":
             return norm(x * keep + f(x))
         return x * keep + f(x)  # no LayerNorm
 
     mlp = lambda t: ref.mlp.fc2(act_fn(ref.mlp.fc1(t)))  # noqa: E731
-    x = sublayer(x, ref.attn, ln(ref.norm1), attn_norm, attn_res)
-    return sublayer(x, mlp, ln(ref.norm2 if norm2 == "own" else ref.norm1), mlp_norm, mlp_res)
+    attn = ref.attn if scale == "sqrt_d" else lambda t: attention_variant(ref.attn, t, scale=scale)
+    x = sublayer(x, attn, ln(ref.norm1), attn_norm, attn_res, "attn")
+    return sublayer(x, mlp, ln(ref.norm2 if norm2 == "own" else ref.norm1), mlp_norm, mlp_res, "mlp")
 
 
 BLOCK_AXES = {
@@ -56,18 +59,47 @@ BLOCK_AXES = {
     "attn_res": {"yes": None, "no": "the residual connection around attention is missing: x = x + attn(norm1(x))."},
     "mlp_res": {"yes": None, "no": "the residual connection around the MLP is missing: x = x + mlp(norm2(x))."},
     "res_input": {"raw": None,
-                  "normed": "the residual adds the normalised input; add the block's raw input: "
-                            "x = x + attn(norm1(x)), not h = norm1(x); x = h + attn(h)."},
+                  "both": "the residuals add the normalised input; add the block's raw input: "
+                          "x = x + attn(norm1(x)), not h = norm1(x); x = h + attn(h) (the same for the MLP).",
+                  "attn": "the residual around attention adds the normalised input; add the raw input: "
+                          "x = x + attn(norm1(x)), not h = norm1(x); x = h + attn(h).",
+                  "mlp": "the residual around the MLP adds the normalised input; add the raw input: "
+                         "x = x + mlp(norm2(x)), not h = norm2(x); x = h + mlp(h)."},
     "act": {"gelu": None,
             "gelu_tanh": "the MLP uses the tanh approximation of GELU; ViT uses the exact (erf) GELU: nn.GELU().",
             "relu": "the MLP uses ReLU; ViT uses GELU: nn.GELU().",
             "none": "the MLP has no activation between fc1 and fc2 (two Linears in a row are one linear map): "
                     "put the exact GELU, nn.GELU(), between them."},
     "norm2": {"own": None, "shared": "norm1 is applied before the MLP as well; the MLP has its own LayerNorm, norm2."},
+    "scale": {k: (v and f"inside the attention, {v}") for k, v in SCALE.items() if k != "times"},
     "eps": {"1e-6": None,
             "1e-5": "the LayerNorms use eps=1e-5 (PyTorch's default); ViT and SETR use eps=1e-6: "
                     "nn.LayerNorm(dim, eps=1e-6). On inputs of small variance the difference is large."},
 }
+
+
+# What comes just before each layer of the reference block (for a stage-by-stage diagnosis).
+BEFORE = {
+    "norm1": "nothing: norm1 must get the block's input x as it is",
+    "attn.qkv": "norm1: attention works on norm1(x)",
+    "attn.proj": "the attention itself: the head split, softmax(q k^T / sqrt(d)) over the keys and the merge of "
+                 "the heads (check it with check_attention)",
+    "norm2": "the first residual sum, x = x + attn(norm1(x))",
+    "mlp.fc1": "norm2: the MLP works on norm2(x)",
+    "mlp.fc2": "the exact GELU between fc1 and fc2",
+}
+
+
+def block_stages(student, ref, al, run) -> str:
+    """Where the student's block stops reproducing the reference's, in plain words."""
+    last, first, why = first_divergence(student, ref, al, run)
+    if first is None:
+        return ("stage by stage: every layer gets the same input as in the reference, so look after fc2: the "
+                "second residual sum, x = x + mlp(norm2(x))") if last else ""
+    done = f"your layers reproduce the reference up to its `{last}`; " if last else ""
+    if why == "unused":
+        return f"stage by stage: {done}the layer that stands for the reference's `{first}` is never called."
+    return f"stage by stage: {done}the input of the reference's `{first}` differs: look at {BEFORE[first]}."
 
 
 def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
@@ -85,6 +117,7 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
                "the layers norm1, attn (qkv, proj), norm2, mlp (fc1, fc2)",
                f"{student_cls.__name__}(dim={D}, num_heads={heads}, mlp_ratio=4.0) does not have the expected layers",
                al.messages() + [f"expected, in this order: {describe_params(ref)}"], stop=True)
+        g.explain = lambda: config_differences(student, al, ref)
         out, deterministic = eval_outputs(g, student, x, what="forward changes x")
         with torch.no_grad():
             want = ref(x)
@@ -98,15 +131,17 @@ def check_transformer_block(student_cls, verbose: bool = True) -> CheckResult:
                    stop=True)
         else:
             with torch.no_grad():
-                bugs = diagnose(out, BLOCK_AXES, lambda **o: block_variant(ref, x, **o))
+                bugs = config_differences(student, al, ref) + (diagnose(
+                    out, BLOCK_AXES, lambda **o: block_variant(ref, x, **o)) or [])
+                where = block_stages(student, ref, al, forward_on(x))
             g.fail("values differ from setr_edu.TransformerBlock with the same weights",
-                   bugs or "Check your attention with check_attention first, then the order: "
-                           "x = x + attn(norm1(x)); x = x + mlp(norm2(x)).", stop=True)
+                   (bugs or []) + [where] if bugs or where else
+                   "check the order: x = x + attn(norm1(x)); x = x + mlp(norm2(x))", stop=True)
         x_low = seeded(2, 7, D, seed=7, scale=1e-3)  # tokens of small variance: LayerNorm's eps matters
         with torch.no_grad():
             out_low, want_low = g.call(student, x_low, what="forward changes x"), ref(x_low)
-            bugs = None if close(out_low, want_low) else diagnose(out_low, BLOCK_AXES,
-                                                                   lambda **o: block_variant(ref, x_low, **o))
+            bugs = None if close(out_low, want_low) else (config_differences(student, al, ref) + (diagnose(
+                out_low, BLOCK_AXES, lambda **o: block_variant(ref, x_low, **o)) or []))
         g.test(close(out_low, want_low), "also right on tokens of small variance (std 0.001)",
                "right on the first input but not on tokens of small variance (std 0.001)",
                bugs or "LayerNorm divides by sqrt(var + eps): check eps=1e-6 in both norms")
