@@ -162,6 +162,9 @@ def test_csv_feedback_is_one_readable_sentence_group():
     cut = grade.feedback(long)
     assert len(cut) <= 650 and cut.endswith("(see the executed notebook)")
     assert grade.feedback(dict(entry, messages=["  [ok]   fine"])) == ""
+    stopped = dict(entry, messages=["  [FAIL] shapes differ", "         reshape first", "  [skip] 3 more tests not run",
+                                    "  [info] the model has 2 layers"])
+    assert grade.feedback(stopped).endswith("Hint: reshape first")  # skip/info lines are not part of the hint
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (unverified here)")

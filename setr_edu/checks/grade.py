@@ -90,7 +90,7 @@ def feedback(entry: dict) -> str:
         if m.lstrip().startswith("[FAIL]"):
             current = [text.removeprefix("[FAIL]").strip(), []]
             failed.append(current)
-        elif m.lstrip().startswith("[ok]"):
+        elif m.lstrip().startswith(("[ok]", "[skip]", "[info]")):  # not part of the failure's hint
             current = None
         elif current is not None and text:
             current[1].append(text)
