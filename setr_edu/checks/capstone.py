@@ -9,12 +9,12 @@ Interfaces the assignment asks for:
 * ``worst_images(model, dataset, k)`` -> the indices of the ``k`` images with the lowest per-image mIoU, worst
   first (per-image mIoU: :class:`~setr_edu.engine.metrics.SegmentationMetric` on that image alone).
 
-The capstone's scale (:func:`capstone_scale`) comes from the run profile: ``ci`` and ``cpu`` use the profile's
+The capstone's scale (``capstone_scale``) comes from the run profile: ``ci`` and ``cpu`` use the profile's
 own sizes; ``gpu`` does NOT train the paper's T-Large at 512 for 160k steps (days, and out of memory on a T4),
 but a synthetic-task model at 128 px whose width and batch are the largest that fit the GPU's memory
 (:func:`setr_edu.perf.memory.estimate_training_memory`), trained for a fixed number of steps: 44 GFLOPs per
 image for the widest model, 1,000 steps of 32 images, about 12 minutes on a T4 at an assumed 25% of its fp32
-peak (:attr:`CapstoneScale.minutes` gives that estimate for the GPU found; unverified on a real T4).
+peak (``CapstoneScale.minutes`` gives that estimate for the GPU found; unverified on a real T4).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ MIN_VAL = 64  # the grader evaluates on at least this many val images (the ci pr
 
 @dataclass(frozen=True)
 class CapstoneScale:
-    """What the capstone trains and the grader evaluates at (see :func:`capstone_scale`)."""
+    """What the capstone trains and the grader evaluates at (see ``capstone_scale``)."""
 
     profile: str
     img_size: int

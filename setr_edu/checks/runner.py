@@ -5,7 +5,7 @@ writes one JSON line per finished submission to stdout. It imports torch, setr_e
 any student code runs, then, for each submission (``jobs`` at a time), forks a supervisor that
 
 1. copies the notebook into its own scratch folder and runs its code cells in a confined child
-   (:func:`setr_edu.checks.sandbox.run_forked`: limits, Landlock fence, clean-up of every process it started),
+   (``setr_edu.checks.sandbox.run_forked``: limits, Landlock fence, clean-up of every process it started),
    with IPython (magics work) under the notebook's share of the time budget. After every cell the child saves the
    values the grading calls name (``MyAttention``, ``model``, ...) with cloudpickle, so a crash or a timeout
    keeps what was defined before it;

@@ -1,12 +1,12 @@
 """Confine a process that runs a student's code: resource limits, a filesystem and signal fence, and a clean-up
 that leaves no process behind. Linux only; used by :mod:`setr_edu.checks.runner` (``python -m setr_edu grade``).
 
-:func:`run_forked` forks a child, confines it with :func:`confine` and runs a function in it, under a wall-clock
+``run_forked`` forks a child, confines it with ``confine`` and runs a function in it, under a wall-clock
 limit; afterwards every process the child started is killed, including ones that detached themselves
 (``setsid``, double fork): the grading process is a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so
-orphans are re-parented to it instead of to init and :func:`kill_descendants` still finds them.
+orphans are re-parented to it instead of to init and ``kill_descendants`` still finds them.
 
-What :func:`confine` applies, and what it cannot:
+What ``confine`` applies, and what it cannot:
 
 - ``setrlimit``: CPU seconds (``RLIMIT_CPU``), memory (``RLIMIT_DATA``: what the code may allocate beyond the
   libraries already loaded), file size (``RLIMIT_FSIZE``), no core files, and processes (``RLIMIT_NPROC``, counted
@@ -17,7 +17,7 @@ What :func:`confine` applies, and what it cannot:
   setr_edu package and the scratch folder (not of other submissions, the scores or the instructor notebooks);
   no TCP (ABI 4); no signals to, and no abstract unix sockets of, processes outside the sandbox (ABI 6).
   Without Landlock (older kernels, macOS, some containers) a submission can read and write whatever the grading
-  user can: :func:`landlock_abi` says which case holds.
+  user can: ``landlock_abi`` says which case holds.
 - As root: every capability is dropped (bounding set included, so an ``execve`` cannot give them back).
 """
 from __future__ import annotations

@@ -99,8 +99,8 @@ def fits(estimate: "MemoryEstimate | int", gpu_gib: float, context_gib: float = 
     """Whether a training step of ``estimate`` fits a GPU of ``gpu_gib`` GiB (``torch.cuda.mem_get_info`` total).
 
     The estimate is what tensors need (``max_memory_allocated``). The GPU also holds the CUDA context (kernels,
-    cuBLAS/cuDNN handles: :data:`CUDA_CONTEXT_GIB`) and the caching allocator rounds and fragments blocks
-    (:data:`ALLOCATOR_HEADROOM`, a fraction of the tensors' peak). What each GPU offers: :data:`GPU_MEMORY_GIB`
+    cuBLAS/cuDNN handles: ``CUDA_CONTEXT_GIB``) and the caching allocator rounds and fragments blocks
+    (``ALLOCATOR_HEADROOM``, a fraction of the tensors' peak). What each GPU offers: ``GPU_MEMORY_GIB``
     (a 16 GB T4 shows about 14.7 GiB).
     """
     need = estimate.total if isinstance(estimate, MemoryEstimate) else int(estimate)
@@ -265,7 +265,7 @@ def tracked_training_peak(model: Callable[[], nn.Module], input_shape: Sequence[
     Runs what :class:`setr_edu.engine.trainer.Trainer` runs: ``grad_accum_steps`` micro-batches of forward under
     autocast with the auxiliary heads, the loss on fp32 logits, backward; then an SGD-momentum step and
     ``zero_grad(set_to_none=True)``. Two steps (the momentum buffers exist in the second); the peak of both.
-    :class:`torch.distributed._tools.mem_tracker.MemTracker` counts every storage alive at each moment, rounded
+    ``torch.distributed._tools.mem_tracker.MemTracker`` counts every storage alive at each moment, rounded
     as the CUDA caching allocator rounds (512 bytes). Returns bytes: ``peak`` and its parts by kind
     (``Parameter``, ``Gradient``, ``Activation``, ``Temp``, ``Optstate``).
 
