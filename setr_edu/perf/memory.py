@@ -34,9 +34,12 @@ from .fastpaths import AMP_DTYPES
 from .flops import _as_meta_model
 
 GiB = 2**30
-CUDA_CONTEXT_GIB = 0.5  # the CUDA context + cuBLAS/cuDNN workspaces (0.3-0.6 GiB on current drivers: unverified)
-ALLOCATOR_HEADROOM = 0.10  # the caching allocator's rounding and fragmentation, as a fraction of the tensors' peak
-# What torch.cuda.get_device_properties(0).total_memory reports, GiB (datasheet GB, less ECC/reserved; approximate)
+#: GiB taken by the CUDA context and the cuBLAS/cuDNN workspaces (0.3-0.6 GiB on current drivers; unverified).
+CUDA_CONTEXT_GIB = 0.5
+#: The caching allocator's rounding and fragmentation, as a fraction of the tensors' peak (an assumption).
+ALLOCATOR_HEADROOM = 0.10
+#: What ``torch.cuda.get_device_properties(0).total_memory`` reports, in GiB, by GPU (datasheet GB less ECC and
+#: reserved memory; approximate, unverified).
 GPU_MEMORY_GIB = {"T4 16 GB": 14.7, "V100 16 GB": 15.8, "L4 24 GB": 22.0, "A100 40 GB": 39.4, "A100 80 GB": 79.1}
 
 
