@@ -56,7 +56,8 @@ def _markdown_candidates(text: str) -> list[str]:
             fenced = not fenced
             continue
         if fenced or line.startswith("    "):  # code block lines
-            candidates.append(line.strip())
+            if not line.strip().startswith(":prog:"):  # a Sphinx directive's option naming the program
+                candidates.append(line.strip())
         else:
             candidates += re.findall(r"`([^`]+)`", line)
     return candidates
