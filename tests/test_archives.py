@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from setr_edu.cli import main
+from setr_edu.data import archives
 from setr_edu.data import download as dl
 
 prep = importlib.import_module("setr_edu.data.prepare")  # the module (setr_edu.data.prepare is also a function)
@@ -42,8 +43,8 @@ def test_tar_links_and_devices_are_refused_in_one_line_and_leave_nothing(tmp_pat
     drive = _tar_with(tmp_path / "drive" / "ADEChallengeData2016.zip", kind)  # a tar under the zip's name
     root = tmp_path / "ade"
     said = dict(symlink="symbolic link", hardlink="hard link").get(kind, kind)
-    with pytest.raises(dl.ArchiveError, match=said):
-        dl.extract(drive, root)
+    with pytest.raises(archives.ArchiveError, match=said):
+        archives.extract(drive, root)
     assert list(root.iterdir()) == []  # no .extracting-* folder, no partial top folder
     md5 = hashlib.md5(drive.read_bytes()).hexdigest()
     rc = main(["data", "ade20k", "--root", str(root), "--archive", str(drive), "--md5", md5, "--no-progress"])
@@ -81,15 +82,15 @@ def test_an_entry_named_like_an_existing_folder_never_deletes_it(tmp_path):
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("notes/from_zip.txt", b"zip")
-    dl.extract(archive, root)
+    archives.extract(archive, root)
     assert (root / "notes" / "mine.txt").read_text() == "my work"  # merged, not replaced
     assert (root / "notes" / "from_zip.txt").read_bytes() == b"zip"
     clash = tmp_path / "clash.zip"
     with zipfile.ZipFile(clash, "w") as z:
         z.writestr("notes", b"a file where the user has a folder")
         z.writestr("report.txt/inner.txt", b"a folder where the user has a file")
-    with pytest.raises(dl.ArchiveError, match="already"):
-        dl.extract(clash, root)
+    with pytest.raises(archives.ArchiveError, match="already"):
+        archives.extract(clash, root)
     assert (root / "notes" / "mine.txt").read_text() == "my work" and (root / "report.txt").read_text() == "mine"
     assert sorted(p.name for p in root.iterdir()) == ["notes", "report.txt"]  # no .extracting-* left
 
@@ -105,26 +106,26 @@ def test_a_zip_bomb_is_refused_before_writing_and_can_be_allowed_on_purpose(tmp_
     bomb = _bomb(tmp_path / "drive" / "ADEChallengeData2016.zip")
     assert bomb.stat().st_size < 100_000
     root = tmp_path / "root"
-    with pytest.raises(dl.ArchiveError, match="max-unpacked-gb"):
-        dl.extract(bomb, root)
+    with pytest.raises(archives.ArchiveError, match="max-unpacked-gb"):
+        archives.extract(bomb, root)
     assert list(root.iterdir()) == []
-    with pytest.raises(dl.ArchiveError, match="limit"):  # an explicit limit below the declared size
-        dl.extract(bomb, root, max_bytes=1 << 20)
+    with pytest.raises(archives.ArchiveError, match="limit"):  # an explicit limit below the declared size
+        archives.extract(bomb, root, max_bytes=1 << 20)
     md5 = hashlib.md5(bomb.read_bytes()).hexdigest()
     rc = main(["data", "ade20k", "--root", str(root), "--archive", str(bomb), "--md5", md5, "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "--max-unpacked-gb" in err and "Traceback" not in err and list(root.iterdir()) == []
-    dl.extract(bomb, root, max_bytes=16 << 20)  # the override
+    archives.extract(bomb, root, max_bytes=16 << 20)  # the override
     assert (root / "ADEChallengeData2016" / "zeros.bin").stat().st_size == 8 << 20
 
 
 def test_the_bytes_actually_written_are_counted_too(tmp_path):
     """A member that yields more bytes than its header declared is stopped by the copy itself."""
-    budget = dl.UnpackBudget(1 << 20, "a.zip")
+    budget = archives.UnpackBudget(1 << 20, "a.zip")
     budget.declare(100)  # what the (lying) header says
-    with pytest.raises(dl.ArchiveError, match="limit"):
-        dl.copy_counted(io.BytesIO(bytes(3 << 20)), tmp_path / "out.bin", budget)
-    assert (tmp_path / "out.bin").stat().st_size <= (1 << 20) + dl.CHUNK
+    with pytest.raises(archives.ArchiveError, match="limit"):
+        archives.copy_counted(io.BytesIO(bytes(3 << 20)), tmp_path / "out.bin", budget)
+    assert (tmp_path / "out.bin").stat().st_size <= (1 << 20) + archives.CHUNK
 
 
 # ---------------------------------------------------------------- one Drive layout (issue 20 item 4)
@@ -164,7 +165,7 @@ def _cityscapes_zips(root: Path) -> None:
 def test_an_interrupted_cityscapes_unpack_resumes_with_the_unfinished_archive(tmp_path, monkeypatch, capsys):
     root = tmp_path / "cs"
     _cityscapes_zips(root)
-    real_extract, calls = dl.extract, []
+    real_extract, calls = archives.extract, []
 
     def cut_at_gtfine(archive, dest, *a, **k):
         calls.append(Path(archive).name)
