@@ -30,6 +30,7 @@ def test_the_shipped_files_are_the_pinned_ones_and_small():
 def test_photo_is_rgb_uint8_of_its_stated_size(name):
     rgb = photo(name)
     assert rgb.dtype == np.uint8 and rgb.shape == (*PHOTOS[name].size, 3)
+    assert rgb.flags.writeable  # torch.from_numpy warns on a read-only array
     assert 40 < rgb.mean() < 215 and rgb.std() > 20  # a picture, not a blank or a decoding failure
 
 

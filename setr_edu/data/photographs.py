@@ -38,8 +38,9 @@ PHOTOS = {
 
 
 def photo(name: str) -> np.ndarray:
-    """The shipped photograph ``name`` (a key of ``PHOTOS``) as RGB ``uint8 (H, W, 3)``, like
-    ``read_image``; ``ValueError`` naming the known photographs otherwise."""
+    """The shipped photograph ``name`` (a key of ``PHOTOS``) as a writable RGB ``uint8 (H, W, 3)`` array, like
+    ``read_image`` (``torch.from_numpy`` takes it without a warning); ``ValueError`` naming the known photographs
+    otherwise."""
     if name not in PHOTOS:
         raise ValueError(f"no photograph {name!r}: setr_edu ships {', '.join(sorted(PHOTOS))}")
-    return read_image(PHOTO_DIR / PHOTOS[name].file)
+    return read_image(PHOTO_DIR / PHOTOS[name].file).copy()
