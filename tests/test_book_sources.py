@@ -112,10 +112,8 @@ def test_sphinx_exercise_is_gone_when_nothing_uses_it():
 
 
 # --- the page width (issue 24): figures, code in the text, cross-references -------------------------------------
-# Chapters whose width pass is still to come (their owners', or ch13's, whose outputs need chapter 10's run
-# re-executed first); each test below runs on every other chapter.
-WIDTH_PASS_PENDING = {"ch12_gpu_training", "ch13_inference", "ch14_inside_setr", "ch15_performance",
-                      "ch16_released_weights"}
+# Chapters whose width pass is still to come (their owners'); each test below runs on every other chapter.
+WIDTH_PASS_PENDING = {"ch12_gpu_training", "ch14_inside_setr", "ch15_performance", "ch16_released_weights"}
 WIDTH_CHECKED = [p for p in CHAPTERS if p.stem not in WIDTH_PASS_PENDING]
 FIGSIZE = re.compile(r"figsize=\((\d+(?:\.\d+)?),")
 MAX_FIGURE_INCHES = 8.5  # at 90 dpi: 765 px, shown at >= 90% in the ~690-px column of the 1280-px page
