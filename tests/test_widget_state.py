@@ -24,6 +24,14 @@ The stored module versions and attribute names matter too (public sources, githu
 ``book/_scripts/notebook_transforms.py``'s ``widget_state_for_both`` writes every core model with a version range
 both registries satisfy and each renamed attribute under both names; the checks below emulate the two JupyterLab
 managers' resolution and compare every stored model with both specifications.
+
+Measured once in real front ends (headless Chromium, trusted notebooks holding ch14's two widget outputs,
+2026-12-07): JupyterLab 3.6.8 with ipywidgets 7.7.1 / jupyterlab_widgets 1.1.1 left the state as ipywidgets 8
+saved it at "Loading widget..." ("Module @jupyter-widgets/controls, semver range ^2.0.0 is not registered") and
+draws the rewritten state; JupyterLab 4.4.10 with ipywidgets 8.1.8 draws both, and refuses a state in 7's form
+("version ^1.5.0 is not registered, however, 2.0.0 is"), so 7's form alone would not do. tests/test_widget_render.py
+draws the state with three html-manager releases. Colab does not restore saved widget state when it opens a
+notebook (googlecolab/colabtools#516); there a reader sees the widgets once the cell runs.
 """
 from __future__ import annotations
 
