@@ -30,8 +30,8 @@ Measured once in real front ends (headless Chromium, trusted notebooks holding c
 saved it at "Loading widget..." ("Module @jupyter-widgets/controls, semver range ^2.0.0 is not registered") and
 draws the rewritten state; JupyterLab 4.4.10 with ipywidgets 8.1.8 draws both, and refuses a state in 7's form
 ("version ^1.5.0 is not registered, however, 2.0.0 is"), so 7's form alone would not do. tests/test_widget_render.py
-draws the state with three html-manager releases. Colab does not restore saved widget state when it opens a
-notebook (googlecolab/colabtools#516); there a reader sees the widgets once the cell runs.
+draws the state with three html-manager releases. Colab did not restore saved widget state when opening a
+notebook (googlecolab/colabtools#516, 2019; not checked since): there a reader sees the widgets once the cell runs.
 """
 from __future__ import annotations
 
