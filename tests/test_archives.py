@@ -1,5 +1,6 @@
 """Hostile and interrupted archives (issue 21, issue 20 item 4): every refusal is one line, nothing the user had is
-deleted, nothing half-done is left behind, and an interrupted Cityscapes unpack resumes per archive."""
+deleted, nothing half-done is left in the target, and an interrupted unpack resumes per member (Cityscapes: per
+archive, then per member)."""
 import hashlib
 import importlib
 import io
@@ -187,3 +188,62 @@ def test_an_interrupted_cityscapes_unpack_resumes_with_the_unfinished_archive(tm
     assert main(["data", "cityscapes", "--root", str(root)]) == 0 and len(calls) == 3  # both done: none again
     os.utime(root / "gtFine_trainvaltest.zip", (1, 1))  # a different zip put there later is unpacked again
     assert main(["data", "cityscapes", "--root", str(root)]) == 0 and calls[3:] == ["gtFine_trainvaltest.zip"]
+
+
+# ---------------------------------------------------------------- an interrupted unpack resumes per member
+def _many(path: Path, n: int = 6, size: int = 50_000) -> Path:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as z:
+            for i in range(n):
+                z.writestr(f"leftImg8bit/train/img{i}.png", bytes([i]) * size)
+        return path
+    with tarfile.open(path, "w:gz") as t:
+        for i in range(n):
+            info = tarfile.TarInfo(f"leftImg8bit/train/img{i}.png")
+            info.size = size
+            t.addfile(info, io.BytesIO(bytes([i]) * size))
+    return path
+
+
+def _count_writes(monkeypatch, stop_after: int | None = None) -> list[str]:
+    """Record each member written; raise KeyboardInterrupt half-way through member ``stop_after``."""
+    real, written = archives.copy_counted, []
+
+    def copy(src, path, budget):
+        written.append(Path(path).name)
+        if stop_after is not None and len(written) == stop_after:
+            Path(path).write_bytes(src.read(100))  # cut off in the middle of this member
+            raise KeyboardInterrupt
+        return real(src, path, budget)
+
+    monkeypatch.setattr(archives, "copy_counted", copy)
+    return written
+
+
+@pytest.mark.parametrize("name", ["leftImg8bit_trainvaltest.zip", "leftImg8bit.tar.gz"])
+def test_an_interrupted_unpack_resumes_after_the_members_already_written(tmp_path, monkeypatch, name):
+    archive, root = _many(tmp_path / name), tmp_path / "cs"
+    first = _count_writes(monkeypatch, stop_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        archives.extract(archive, root)
+    assert first == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    assert not (root / "leftImg8bit").exists()  # nothing half-made in the target itself
+    again = _count_writes(monkeypatch)
+    archives.extract(archive, root)
+    assert again == ["img3.png", "img4.png", "img5.png"]  # the cut member again, then the rest; 0-2 kept
+    for i in range(6):
+        assert (root / "leftImg8bit" / "train" / f"img{i}.png").read_bytes() == bytes([i]) * 50_000
+    assert sorted(p.name for p in root.iterdir()) == ["leftImg8bit"]  # no .extracting-* folder or mark left
+
+
+def test_a_different_archive_of_the_same_name_starts_afresh(tmp_path, monkeypatch):
+    archive, root = _many(tmp_path / "a.zip"), tmp_path / "out"
+    _count_writes(monkeypatch, stop_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        archives.extract(archive, root)
+    _many(archive, size=60_000)  # replaced by another download before the rerun
+    os.utime(archive, (1, 1))
+    again = _count_writes(monkeypatch)
+    archives.extract(archive, root)
+    assert len(again) == 6 and all((root / "leftImg8bit" / "train" / f"img{i}.png").stat().st_size == 60_000
+                                   for i in range(6))

@@ -3,11 +3,13 @@
 :func:`extract` refuses what a dataset archive never holds (links, devices, members that would land outside the
 target), guards against zip bombs on the declared sizes and on the bytes actually written (:class:`UnpackBudget`),
 and moves members into place only after the whole archive was read, so a failed or interrupted unpack leaves
-nothing half-made. :func:`copy_file` copies through ``<dest>.part`` and an atomic rename. Used by
-:mod:`setr_edu.data.download` (ADE20K) and :mod:`setr_edu.data.prepare` (the Cityscapes zips).
+nothing half-made in the target; an interrupted one resumes where it stopped. :func:`copy_file` copies through
+``<dest>.part`` and an atomic rename. Used by :mod:`setr_edu.data.download` (ADE20K) and
+:mod:`setr_edu.data.prepare` (the Cityscapes zips).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tarfile
@@ -66,7 +68,10 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None)
     """Unpack a .zip / .tar(.gz) into ``dest`` safely; returns ``dest``.
 
     Members go to a temporary folder ``dest/.extracting-<name>`` and are moved into place only after the whole
-    archive was read; any failure removes that folder and raises one :class:`ArchiveError`. Refused: members that
+    archive was read. An interrupted unpack (Ctrl-C, a lost Colab runtime, a full disk) keeps that folder, marked
+    with the archive's fingerprint (:func:`fingerprint`), and the next ``extract`` of the same archive resumes:
+    it skips every member already written in full and writes the rest. A refused or corrupt archive removes the
+    folder and raises one :class:`ArchiveError`. Refused: members that
     would land outside ``dest``, links and devices (dataset archives hold only files and folders), a corrupt
     archive, and more than ``max_bytes`` unpacked (default: ``MAX_RATIO`` x the archive's size + 1 MiB, at
     most ``MAX_UNPACKED_BYTES``; checked on the declared sizes first, then on the bytes written). A folder
@@ -79,8 +84,11 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None)
     else:
         budget = UnpackBudget(max_bytes, archive)
     tmp = dest / f".extracting-{archive.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    mark, ident = tmp.with_name(tmp.name + ".from"), fingerprint(archive)
+    if not (mark.is_file() and mark.read_text() == ident):  # left by another archive of this name: start afresh
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    mark.write_text(ident)
     try:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, tmp, budget)
@@ -93,17 +101,44 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None)
         for entry in tmp.iterdir():
             _merge(entry, dest / entry.name)
     except ArchiveError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp, mark)
         raise
     except (zipfile.BadZipFile, zlib.error, tarfile.TarError, EOFError, NotImplementedError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp, mark)
         raise ArchiveError(f"{archive} is corrupt and cannot be unpacked ({type(err).__name__}: {err}); "
                            f"download or copy it again") from None
-    except BaseException:  # an interrupt or a full disk: nothing half-made is left; a rerun starts afresh
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rmdir()
+    # any other exception (an interrupt, a full disk) keeps tmp and mark: the next run resumes from them
+    _discard(tmp, mark)
     return dest
+
+
+def fingerprint(archive: Path) -> str:
+    """What identifies an archive across copies (a copy from Google Drive gets a new modification time): its size
+    and a SHA-256 of its first and last MiB, which for a zip include the central directory with every member's
+    CRC-32. Reads 2 MiB, not the whole 11-GB archive."""
+    size = archive.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(archive, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def _discard(tmp: Path, mark: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    mark.unlink(missing_ok=True)
+
+
+def _write_member(open_member, path: Path, size: int, budget: UnpackBudget) -> None:
+    """Write one member of ``size`` bytes to ``path``, unless an interrupted earlier run of the same archive
+    already wrote all of it (members are written in order, so a member cut off is shorter than ``size``)."""
+    if path.is_file() and not path.is_symlink() and path.stat().st_size == size:
+        budget.spend(size)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open_member() as src:
+        copy_counted(src, path, budget)
 
 
 def _extract_zip(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
@@ -117,9 +152,7 @@ def _extract_zip(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
             if info.is_dir():
                 path.mkdir(parents=True, exist_ok=True)
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src:
-                copy_counted(src, path, budget)
+            _write_member(lambda info=info: z.open(info), path, info.file_size, budget)
 
 
 def _extract_tar(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
@@ -136,8 +169,7 @@ def _extract_tar(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
             if m.isdir():
                 (tmp / m.name).mkdir(parents=True, exist_ok=True)
             elif m.isfile():
-                (tmp / m.name).parent.mkdir(parents=True, exist_ok=True)
-                copy_counted(t.extractfile(m), tmp / m.name, budget)
+                _write_member(lambda m=m: t.extractfile(m), tmp / m.name, m.size, budget)
 
 
 def _check_members(names, root: Path) -> None:

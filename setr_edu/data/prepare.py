@@ -62,7 +62,8 @@ def _stamp(zip_path: Path) -> tuple[Path, str]:
 def unpack_cityscapes(root: Path, max_bytes: int | None = None, log=print) -> None:
     """Unpack each official Cityscapes zip found in ``root`` that has not been unpacked completely yet: a zip is
     marked done (``<zip>.done``) only after :func:`~setr_edu.data.archives.extract` finished, so a run cut off in
-    the middle of ``gtFine`` unpacks ``gtFine`` again next time and leaves the finished ``leftImg8bit`` alone."""
+    the middle of ``gtFine`` leaves the finished ``leftImg8bit`` alone and resumes ``gtFine`` after its members
+    already written."""
     for name in CITYSCAPES_ZIPS:
         z = root / name
         if not z.is_file():
