@@ -58,8 +58,7 @@ KIND_LABEL = {"inputs": "code cell inputs", "outputs": "code cell outputs", "lis
 # of 8 in at 90 dpi fit, 10 in are shrunk to 70-77% and their 9-pt labels to 7-8 px). Images narrower than
 # FIGURE_MIN_WIDTH px (badges, icons) are not figures.
 FIGURE_MIN_RATIO, FIGURE_MIN_WIDTH = 0.9, 160
-# Pages listed by name hold figures their chapter's owner still has to narrow (counts measured, not hoped).
-FIGURE_LIMITS = {"*": 0, "book/ch10_training_cpu": 2, "book/ch13_inference": 1}
+FIGURE_LIMITS = {"*": 0}
 TABLE_LIMITS = {"*": 0}
 
 # Everything the checks need from one page, collected in the page in one call.

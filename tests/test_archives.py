@@ -1,5 +1,6 @@
 """Hostile and interrupted archives (issue 21, issue 20 item 4): every refusal is one line, nothing the user had is
-deleted, nothing half-done is left behind, and an interrupted Cityscapes unpack resumes per archive."""
+deleted, nothing half-done is left in the target, and an interrupted unpack resumes per member (Cityscapes: per
+archive, then per member)."""
 import hashlib
 import importlib
 import io
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from setr_edu.cli import main
+from setr_edu.data import archives
 from setr_edu.data import download as dl
 
 prep = importlib.import_module("setr_edu.data.prepare")  # the module (setr_edu.data.prepare is also a function)
@@ -42,8 +44,8 @@ def test_tar_links_and_devices_are_refused_in_one_line_and_leave_nothing(tmp_pat
     drive = _tar_with(tmp_path / "drive" / "ADEChallengeData2016.zip", kind)  # a tar under the zip's name
     root = tmp_path / "ade"
     said = dict(symlink="symbolic link", hardlink="hard link").get(kind, kind)
-    with pytest.raises(dl.ArchiveError, match=said):
-        dl.extract(drive, root)
+    with pytest.raises(archives.ArchiveError, match=said):
+        archives.extract(drive, root)
     assert list(root.iterdir()) == []  # no .extracting-* folder, no partial top folder
     md5 = hashlib.md5(drive.read_bytes()).hexdigest()
     rc = main(["data", "ade20k", "--root", str(root), "--archive", str(drive), "--md5", md5, "--no-progress"])
@@ -81,15 +83,15 @@ def test_an_entry_named_like_an_existing_folder_never_deletes_it(tmp_path):
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("notes/from_zip.txt", b"zip")
-    dl.extract(archive, root)
+    archives.extract(archive, root)
     assert (root / "notes" / "mine.txt").read_text() == "my work"  # merged, not replaced
     assert (root / "notes" / "from_zip.txt").read_bytes() == b"zip"
     clash = tmp_path / "clash.zip"
     with zipfile.ZipFile(clash, "w") as z:
         z.writestr("notes", b"a file where the user has a folder")
         z.writestr("report.txt/inner.txt", b"a folder where the user has a file")
-    with pytest.raises(dl.ArchiveError, match="already"):
-        dl.extract(clash, root)
+    with pytest.raises(archives.ArchiveError, match="already"):
+        archives.extract(clash, root)
     assert (root / "notes" / "mine.txt").read_text() == "my work" and (root / "report.txt").read_text() == "mine"
     assert sorted(p.name for p in root.iterdir()) == ["notes", "report.txt"]  # no .extracting-* left
 
@@ -105,26 +107,26 @@ def test_a_zip_bomb_is_refused_before_writing_and_can_be_allowed_on_purpose(tmp_
     bomb = _bomb(tmp_path / "drive" / "ADEChallengeData2016.zip")
     assert bomb.stat().st_size < 100_000
     root = tmp_path / "root"
-    with pytest.raises(dl.ArchiveError, match="max-unpacked-gb"):
-        dl.extract(bomb, root)
+    with pytest.raises(archives.ArchiveError, match="max-unpacked-gb"):
+        archives.extract(bomb, root)
     assert list(root.iterdir()) == []
-    with pytest.raises(dl.ArchiveError, match="limit"):  # an explicit limit below the declared size
-        dl.extract(bomb, root, max_bytes=1 << 20)
+    with pytest.raises(archives.ArchiveError, match="limit"):  # an explicit limit below the declared size
+        archives.extract(bomb, root, max_bytes=1 << 20)
     md5 = hashlib.md5(bomb.read_bytes()).hexdigest()
     rc = main(["data", "ade20k", "--root", str(root), "--archive", str(bomb), "--md5", md5, "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "--max-unpacked-gb" in err and "Traceback" not in err and list(root.iterdir()) == []
-    dl.extract(bomb, root, max_bytes=16 << 20)  # the override
+    archives.extract(bomb, root, max_bytes=16 << 20)  # the override
     assert (root / "ADEChallengeData2016" / "zeros.bin").stat().st_size == 8 << 20
 
 
 def test_the_bytes_actually_written_are_counted_too(tmp_path):
     """A member that yields more bytes than its header declared is stopped by the copy itself."""
-    budget = dl.UnpackBudget(1 << 20, "a.zip")
+    budget = archives.UnpackBudget(1 << 20, "a.zip")
     budget.declare(100)  # what the (lying) header says
-    with pytest.raises(dl.ArchiveError, match="limit"):
-        dl.copy_counted(io.BytesIO(bytes(3 << 20)), tmp_path / "out.bin", budget)
-    assert (tmp_path / "out.bin").stat().st_size <= (1 << 20) + dl.CHUNK
+    with pytest.raises(archives.ArchiveError, match="limit"):
+        archives.copy_counted(io.BytesIO(bytes(3 << 20)), tmp_path / "out.bin", budget)
+    assert (tmp_path / "out.bin").stat().st_size <= (1 << 20) + archives.CHUNK
 
 
 # ---------------------------------------------------------------- one Drive layout (issue 20 item 4)
@@ -164,7 +166,7 @@ def _cityscapes_zips(root: Path) -> None:
 def test_an_interrupted_cityscapes_unpack_resumes_with_the_unfinished_archive(tmp_path, monkeypatch, capsys):
     root = tmp_path / "cs"
     _cityscapes_zips(root)
-    real_extract, calls = dl.extract, []
+    real_extract, calls = archives.extract, []
 
     def cut_at_gtfine(archive, dest, *a, **k):
         calls.append(Path(archive).name)
@@ -186,3 +188,62 @@ def test_an_interrupted_cityscapes_unpack_resumes_with_the_unfinished_archive(tm
     assert main(["data", "cityscapes", "--root", str(root)]) == 0 and len(calls) == 3  # both done: none again
     os.utime(root / "gtFine_trainvaltest.zip", (1, 1))  # a different zip put there later is unpacked again
     assert main(["data", "cityscapes", "--root", str(root)]) == 0 and calls[3:] == ["gtFine_trainvaltest.zip"]
+
+
+# ---------------------------------------------------------------- an interrupted unpack resumes per member
+def _many(path: Path, n: int = 6, size: int = 50_000) -> Path:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as z:
+            for i in range(n):
+                z.writestr(f"leftImg8bit/train/img{i}.png", bytes([i]) * size)
+        return path
+    with tarfile.open(path, "w:gz") as t:
+        for i in range(n):
+            info = tarfile.TarInfo(f"leftImg8bit/train/img{i}.png")
+            info.size = size
+            t.addfile(info, io.BytesIO(bytes([i]) * size))
+    return path
+
+
+def _count_writes(monkeypatch, stop_after: int | None = None) -> list[str]:
+    """Record each member written; raise KeyboardInterrupt half-way through member ``stop_after``."""
+    real, written = archives.copy_counted, []
+
+    def copy(src, path, budget):
+        written.append(Path(path).name)
+        if stop_after is not None and len(written) == stop_after:
+            Path(path).write_bytes(src.read(100))  # cut off in the middle of this member
+            raise KeyboardInterrupt
+        return real(src, path, budget)
+
+    monkeypatch.setattr(archives, "copy_counted", copy)
+    return written
+
+
+@pytest.mark.parametrize("name", ["leftImg8bit_trainvaltest.zip", "leftImg8bit.tar.gz"])
+def test_an_interrupted_unpack_resumes_after_the_members_already_written(tmp_path, monkeypatch, name):
+    archive, root = _many(tmp_path / name), tmp_path / "cs"
+    first = _count_writes(monkeypatch, stop_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        archives.extract(archive, root)
+    assert first == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    assert not (root / "leftImg8bit").exists()  # nothing half-made in the target itself
+    again = _count_writes(monkeypatch)
+    archives.extract(archive, root)
+    assert again == ["img3.png", "img4.png", "img5.png"]  # the cut member again, then the rest; 0-2 kept
+    for i in range(6):
+        assert (root / "leftImg8bit" / "train" / f"img{i}.png").read_bytes() == bytes([i]) * 50_000
+    assert sorted(p.name for p in root.iterdir()) == ["leftImg8bit"]  # no .extracting-* folder or mark left
+
+
+def test_a_different_archive_of_the_same_name_starts_afresh(tmp_path, monkeypatch):
+    archive, root = _many(tmp_path / "a.zip"), tmp_path / "out"
+    _count_writes(monkeypatch, stop_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        archives.extract(archive, root)
+    _many(archive, size=60_000)  # replaced by another download before the rerun
+    os.utime(archive, (1, 1))
+    again = _count_writes(monkeypatch)
+    archives.extract(archive, root)
+    assert len(again) == 6 and all((root / "leftImg8bit" / "train" / f"img{i}.png").stat().st_size == 60_000
+                                   for i in range(6))

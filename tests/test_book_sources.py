@@ -112,10 +112,6 @@ def test_sphinx_exercise_is_gone_when_nothing_uses_it():
 
 
 # --- the page width (issue 24): figures, code in the text, cross-references -------------------------------------
-# Chapters whose width pass is still to come (their owners', or ch13's, whose outputs need chapter 10's run
-# re-executed first); each test below runs on every other chapter.
-WIDTH_PASS_PENDING = {"ch13_inference"}
-WIDTH_CHECKED = [p for p in CHAPTERS if p.stem not in WIDTH_PASS_PENDING]
 FIGSIZE = re.compile(r"figsize=\((\d+(?:\.\d+)?),")
 MAX_FIGURE_INCHES = 8.5  # at 90 dpi: 765 px, shown at >= 90% in the ~690-px column of the 1280-px page
 CROSS_REF = re.compile(r"(\[)?\b(Exercise|[Ss]ection) (\d+)\.(\d+)\b")
@@ -127,7 +123,7 @@ def markdown_code_lines(markdown: str) -> list[str]:
             for ln in tok.content.splitlines()]
 
 
-@pytest.mark.parametrize("path", WIDTH_CHECKED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_figures_and_code_in_the_text_fit_the_page(path):
     """Figures at most MAX_FIGURE_INCHES wide (wider ones are shrunk with their labels below 10 px) and code in the
     text within 88 columns (wider lines scroll sideways, as in code cells)."""
@@ -161,7 +157,7 @@ def section_anchors() -> dict[str, tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("path", WIDTH_CHECKED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_cross_references_are_links_to_existing_targets(path):
     """'section 4.6' and 'Exercise 6.2' in the text are links ([section 4.6](ch04_x.ipynb#46-title),
     [Exercise 6.2](ch06_x.ipynb#exercises)) whose target heading exists: plain text in Colab, a link in the book."""

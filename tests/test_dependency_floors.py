@@ -6,6 +6,22 @@ device (chapter 3 counts parameters that way) raises ``Tensor.item() cannot be c
 1.0.20 and works from 1.0.21. The probe also runs the mixed-precision paths against timm's model
 (``perf.bench_encoder`` with bf16 autocast, meta-device FLOP counts, ``forward_intermediates``) and the
 ``torch.amp.GradScaler(device)`` the Trainer builds. Skipped where PyPI cannot be reached.
+
+The torch floor (2.6) was measured the same way, but a torch wheel is ~900 MB (plus ~2.5 GB of CUDA libraries
+for PyPI's build), so that probe runs only on interpreters named in ``SETR_EDU_TORCH_FLOOR_PYTHONS``
+(comma-separated). What needs 2.6: ``setr_edu.io`` names the checkpoint globals it allows as ``(object, name)``
+pairs, which ``torch.serialization.safe_globals`` accepts from 2.6 (2.5.1: ``AttributeError: 'tuple' object has
+no attribute '__module__'``, so an mmcv checkpoint with numpy values in its meta is reported unreadable), and
+names a refused global with ``torch.serialization.get_unsafe_globals_in_checkpoint`` (new in 2.6; with 2.5.1 a
+planted ``os.system`` is still refused, but as "not a pickle of tensors ... download it again"). Measured
+2026-12-07: torch 2.5.1 fails 18 of tests/test_hostile_files.py's 25 tests and this probe; 2.6.0 passes both. To
+repeat (Linux, PyPI)::
+
+    python -m venv --system-site-packages /tmp/venv-torch25
+    /tmp/venv-torch25/bin/pip install --no-deps torch==2.5.1 torchvision==0.20.1
+    # PyPI's torch 2.5/2.6 also needs its nvidia-*-cu12 wheels (the Requires-Dist of the torch wheel)
+    SETR_EDU_TORCH_FLOOR_PYTHONS=/tmp/venv-torch25/bin/python,/tmp/venv-torch26/bin/python \
+        pytest tests/test_dependency_floors.py -k torch
 """
 from __future__ import annotations
 
@@ -48,14 +64,18 @@ PROBE = textwrap.dedent('''\
     ''')
 
 
-def timm_floor() -> str:
+def declared_floor(package: str) -> str:
     import tomllib
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    req = next(Requirement(d) for d in deps if Requirement(d).name == "timm")
+    req = next(Requirement(d) for d in deps if Requirement(d).name == package)
     floors = [s.version for s in req.specifier if s.operator == ">="]
     assert len(floors) == 1, f"{req}: declare one lower bound (>=)"
     return floors[0]
+
+
+def timm_floor() -> str:
+    return declared_floor("timm")
 
 
 def venv_with_timm(tmp: Path, version: str) -> Path:
@@ -95,3 +115,57 @@ def test_the_release_below_the_floor_fails_there(tmp_path):
     out = probe(venv_with_timm(tmp_path, BELOW_FLOOR), "meta-only")
     assert f"timm {BELOW_FLOOR}\n" in out
     assert "meta failed: Tensor.item() cannot be called on meta tensors" in out, out
+
+
+TORCH_PROBE = textwrap.dedent('''\
+    import os, sys, tempfile
+    import numpy as np
+    import torch
+    from setr_edu.convert import read_checkpoint
+    from setr_edu.io import UnsafeCheckpointError, load_checkpoint_file
+
+    print("torch", torch.__version__.split("+")[0])
+    d = tempfile.mkdtemp()
+    mmcv = os.path.join(d, "mmcv.pth")  # an mmcv-style checkpoint: numpy values in its meta
+    torch.save({"state_dict": {"w": torch.ones(2)}, "meta": {"iter": np.int64(5), "lr": np.float64(0.01)}}, mmcv)
+    try:
+        state, meta = read_checkpoint(mmcv)
+        print("mmcv ok" if meta["iter"] == 5 else "mmcv wrong")
+    except Exception as e:
+        print("mmcv failed:", str(e)[:200])
+
+    class Gadget:
+        def __reduce__(self):
+            return os.system, ("touch " + os.path.join(d, "ran"),)
+
+    evil = os.path.join(d, "evil.pth")
+    torch.save({"w": torch.ones(1), "x": Gadget()}, evil)
+    try:
+        load_checkpoint_file(evil)
+        print("evil loaded")
+    except UnsafeCheckpointError as e:
+        print("evil refused:", str(e)[:200])
+    except Exception as e:
+        print("evil unnamed:", type(e).__name__, str(e)[:200])
+    print("ran" if os.path.exists(os.path.join(d, "ran")) else "nothing ran")
+    ''')
+
+
+def torch_pythons() -> list[str]:
+    pythons = [p for p in os.environ.get("SETR_EDU_TORCH_FLOOR_PYTHONS", "").split(",") if p.strip()]
+    if not pythons:
+        pytest.skip("set SETR_EDU_TORCH_FLOOR_PYTHONS to interpreters with other torch releases (see the docstring)")
+    return pythons
+
+
+def test_torch_at_or_above_the_floor_reads_and_refuses_checkpoints_and_below_it_does_not():
+    floor = Version(declared_floor("torch"))
+    for py in torch_pythons():
+        r = subprocess.run([py, "-c", TORCH_PROBE], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+        out = r.stdout
+        version = Version(out.split("\n")[0].split()[1])
+        assert "nothing ran" in out, f"torch {version}: a planted os.system ran\n{out}"  # never, at any release
+        works = "mmcv ok" in out and "evil refused: " in out and "asks to call posix.system" in out
+        assert works == (version >= floor), f"torch {version}, declared floor {floor}:\n{out}"

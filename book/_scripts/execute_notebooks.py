@@ -5,7 +5,8 @@ In place (commit notebooks executed this way: the book is built from these store
     python book/_scripts/execute_notebooks.py book/ch01_images_as_sequences.ipynb [...] [--profile cpu]
 
 The notebook is first synced (badge + setup cell), then run top to bottom with nbclient from the notebook's own
-folder, and written back with its outputs and widget state.
+folder, and written back with its outputs and widget state (the state in the form ipywidgets 7 and 8 front ends
+both draw: ``notebook_transforms.widget_state_for_both``).
 
 Headless with a report (a GPU machine without Jupyter or internet; ``benchmarks/gpu_check.py --notebooks``)::
 
@@ -53,6 +54,7 @@ def _client(nb, path: Path, profile: str, timeout: int, **kw):
 
 def execute(path: Path, profile: str = "cpu", timeout: int = 1800) -> float:
     """Sync, execute and write back ``path`` in place (the book's stored outputs); returns seconds."""
+    from notebook_transforms import widget_state_for_both
     from sync_notebooks import sync
 
     sync(path)
@@ -60,8 +62,10 @@ def execute(path: Path, profile: str = "cpu", timeout: int = 1800) -> float:
     client = _client(nb, path, profile, timeout, store_widget_state=True)
     t0 = time.time()
     client.execute()
+    seconds = time.time() - t0
+    widget_state_for_both(nb)  # the widget state nbclient saved, in the form ipywidgets 7 and 8 both draw
     nbformat.write(nb, path)
-    return time.time() - t0
+    return seconds
 
 
 def run_one(path: Path, profile: str, seconds: float, out: Path | None = None) -> dict:

@@ -13,6 +13,9 @@ again changes nothing. Each transform edits an ``nbformat`` notebook in place:
 * :func:`hide_setup`: the setup cell is tagged ``remove-cell``: it runs in every notebook, the website hides it.
 * :func:`colab_gpu`: chapters in :data:`GPU_CHAPTERS` carry Colab's notebook metadata for a GPU runtime, so
   "Open in Colab" starts one; other notebooks carry none.
+* :func:`widget_state_for_both`: the saved widget state (``metadata.widgets``) is rewritten so that ipywidgets 7
+  and 8 front ends both draw it: module versions become a semver range both match, and each attribute renamed
+  between 7 and 8 is stored under both names. ``execute_notebooks.py`` applies it again after execution.
 """
 from __future__ import annotations
 
@@ -175,6 +178,108 @@ def colab_gpu(nb, nb_path: Path) -> None:
             del nb.metadata["colab"]
 
 
+# --- saved widget state -------------------------------------------------------------------------------------------
+# A notebook's saved widget state names, for every model, a JavaScript module and a version. The front ends resolve
+# them differently (public sources, jupyter-widgets/ipywidgets):
+# * JupyterLab 3 / ipywidgets 7.7 (jupyterlab_widgets/src/manager.ts ``loadClass`` at tag 7.7.1) and JupyterLab 4 /
+#   Notebook 7 / ipywidgets 8.1 (python/jupyterlab_widgets/src/manager.ts at 8.1.8) register only their own
+#   versions (7: base 1.2.0, controls 1.5.0; 8: base 2.0.0, controls 2.0.0; output 1.0.0 in both) and turn a plain
+#   version ``v`` into ``^v``: a 7 front end finds no module for "2.0.0", an 8 one none for "1.5.0". A range is
+#   passed to semver's ``maxSatisfying`` as it is, so "1.5.0 || 2.0.0" resolves to each front end's own module.
+# * @jupyter-widgets/html-manager (the static book: MyST-NB loads 1.0.6; classic notebook's widgetsnbextension)
+#   ignores the version up to 1.0.11; from 1.0.12 (ipywidgets 8.1.4, PR #3932) it bundles both and picks the
+#   newest one the version allows.
+# The model attributes renamed in 8 (packages/schema/jupyterwidgetmodels.latest.md at 7.7.1 against
+# jupyterwidgetmodels.latest.json at 8.1.8; docs/source/user_migration_guides.md): ``description_tooltip`` ->
+# ``tooltip``, a Tab's or Accordion's ``_titles`` ({"0": title}) -> ``titles`` (a list), Layout ``border`` ->
+# ``border_top/right/bottom/left``, Play ``_playing``/``_repeat`` -> ``playing``/``repeat``; Layout's
+# ``overflow_x``/``overflow_y`` are gone (``overflow`` remains). Each front end reads its own names and ignores
+# the others, so both are stored.
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VERSIONS = {"@jupyter-widgets/base": {7: "1.2.0", 8: "2.0.0"},
+                   "@jupyter-widgets/controls": {7: "1.5.0", 8: "2.0.0"},
+                   "@jupyter-widgets/output": {7: "1.0.0", 8: "1.0.0"}}
+BOTH_MAJORS = {module: " || ".join(dict.fromkeys(v.values())) for module, v in WIDGET_VERSIONS.items()}
+# ipywidgets 7.7's models with a ``description_tooltip`` (8: ``tooltip``); 7's Button and ToggleButton also have a
+# ``tooltip`` of their own.
+DESCRIPTION_TOOLTIP_7 = frozenset(
+    "BoundedFloatTextModel BoundedIntTextModel CheckboxModel ColorPickerModel ComboboxModel DatePickerModel "
+    "DropdownModel FileUploadModel FloatLogSliderModel FloatProgressModel FloatRangeSliderModel FloatSliderModel "
+    "FloatTextModel HTMLMathModel HTMLModel IntProgressModel IntRangeSliderModel IntSliderModel IntTextModel "
+    "LabelModel PasswordModel PlayModel RadioButtonsModel SelectModel SelectMultipleModel SelectionRangeSliderModel "
+    "SelectionSliderModel TextModel TextareaModel ToggleButtonModel ToggleButtonsModel ValidModel".split())
+BORDERS_8 = ("border_top", "border_right", "border_bottom", "border_left")
+
+
+class WidgetStateError(ValueError):
+    pass
+
+
+def _both_names(name: str, state: dict) -> None:
+    """Store each attribute that 7 and 8 name differently under both names (from whichever is there)."""
+    if name in ("TabModel", "AccordionModel"):
+        if "titles" in state and "_titles" not in state:
+            state["_titles"] = {str(i): t for i, t in enumerate(state["titles"]) if t}
+        elif "_titles" in state and "titles" not in state:
+            n = len(state.get("children", ()))
+            state["titles"] = [state["_titles"].get(str(i), "") for i in range(n)]
+    if name in DESCRIPTION_TOOLTIP_7:
+        if "tooltip" in state and "description_tooltip" not in state:
+            state["description_tooltip"] = state["tooltip"]
+        elif "description_tooltip" in state and "tooltip" not in state:
+            state["tooltip"] = state["description_tooltip"]
+    if name == "LayoutModel":
+        if "border" not in state and any(k in state for k in BORDERS_8):
+            sides = {state.get(k) for k in BORDERS_8}
+            state["border"] = sides.pop() if len(sides) == 1 else None  # 7 has one border for all sides
+        elif "border" in state and not any(k in state for k in BORDERS_8):
+            state.update(dict.fromkeys(BORDERS_8, state["border"]))
+        for k in ("overflow_x", "overflow_y"):  # gone in 8; 7's default
+            state.setdefault(k, None)
+    if name == "PlayModel":
+        for new, old in (("playing", "_playing"), ("repeat", "_repeat")):
+            if new in state and old not in state:
+                state[old] = state[new]
+            elif old in state and new not in state:
+                state[new] = state[old]
+    if name == "FileUploadModel":
+        raise WidgetStateError("FileUpload's value has different shapes in ipywidgets 7 and 8 (8's migration "
+                               "guide); no saved state can serve both: leave it out of saved widgets")
+
+
+def widget_state_for_both(nb) -> None:
+    """Rewrite ``nb``'s saved widget state so that ipywidgets 7 and 8 front ends both draw it (idempotent).
+
+    Core models (``@jupyter-widgets/base``, ``controls``, ``output``) get a module version range that both majors'
+    registered versions satisfy (:data:`BOTH_MAJORS`, e.g. ``"1.5.0 || 2.0.0"``), in ``model_module_version`` and
+    in the state's ``_model_module_version`` / ``_view_module_version``; renamed attributes are stored under both
+    names. A model that one major lacks (ipywidgets 8's ``StackModel``, ``HTMLStyleModel``...) cannot be drawn by
+    the other: :class:`WidgetStateError`. Models of other modules are left as they are."""
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state")
+    if not state:
+        return
+    from setr_edu.viz.widgets import SHARED_MODELS
+
+    for model_id, model in state.items():
+        module, attrs = model.get("model_module"), model.setdefault("state", {})
+        if module not in WIDGET_VERSIONS:
+            continue
+        name = model.get("model_name")
+        if name not in SHARED_MODELS:
+            raise WidgetStateError(f"saved widget {model_id[:8]} is a {name}, which only one of ipywidgets 7 and 8 "
+                                   f"defines: the other's front ends cannot draw it (use setr_edu.viz.widgets' "
+                                   f"shared models)")
+        version = model.get("model_module_version")
+        if version not in {BOTH_MAJORS[module], *WIDGET_VERSIONS[module].values()}:
+            raise WidgetStateError(f"saved widget {model_id[:8]} ({name}) has {module} version {version!r}, which "
+                                   f"is neither ipywidgets 7's nor 8's")
+        model["model_module_version"] = BOTH_MAJORS[module]
+        for key in ("_model_module", "_view_module"):
+            if attrs.get(key) in WIDGET_VERSIONS:
+                attrs[key + "_version"] = BOTH_MAJORS[attrs[key]]
+        _both_names(name, attrs)
+
+
 def apply(nb, nb_path: Path, setup_cell=None, other_labels: dict[str, str] | None = None) -> None:
     """All transforms, in place (idempotent)."""
     nbval_tags(nb)
@@ -182,3 +287,4 @@ def apply(nb, nb_path: Path, setup_cell=None, other_labels: dict[str, str] | Non
     if setup_cell is not None:
         hide_setup(setup_cell)
     colab_gpu(nb, nb_path)
+    widget_state_for_both(nb)

@@ -1,8 +1,10 @@
-"""Data: the synthetic context task, real dataset loaders, joint transforms (readable and fast), DataLoader settings
-and download helpers."""
+"""Data: the synthetic context task, real dataset loaders, joint transforms (readable and fast), DataLoader settings,
+download helpers and two shipped photographs."""
 from .datasets import ADE20K, Cityscapes, DatasetNotFoundError, FolderDataset, PascalContext, SegmentationDataset
-from .download import ChecksumError, download_ade20k, download_url, extract, instructions
+from .archives import ArchiveError, extract
+from .download import ChecksumError, download_ade20k, download_url, instructions
 from .prepare import prepare
+from .photographs import PHOTOS, Photo, photo
 from .fast_transforms import FastCompose
 from .loader import default_num_workers, loader_kwargs, resolve_num_workers
 from .synthetic import SyntheticContextDataset

@@ -6,7 +6,7 @@ and which layout to create; ``setr_edu.data.prepare`` unpacks the official Citys
 
 :func:`download_url` writes to ``<file>.part``, resumes an interrupted transfer with an HTTP ``Range`` request,
 checks the md5 / sha256 and only then renames the file into place (``os.replace``, atomic), so a file with the
-final name is always complete. :func:`extract` unpacks zip / tar archives safely (no paths outside the target).
+final name is always complete; :mod:`setr_edu.data.archives` unpacks it safely (no paths outside the target).
 :func:`download_ade20k` can keep the archive somewhere that outlives the machine (``archive=`` a path on Google
 Drive): reused when it is there, downloaded there otherwise, copied to local disk and unpacked.
 
@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
-import tarfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import file_digest  # noqa: F401  (re-exported: setr_edu.data.download.file_digest)
+from .archives import ArchiveError, UnpackBudget, copy_file, extract  # noqa: F401  (ArchiveError, UnpackBudget:
+#   re-exported, their public path before data/archives.py)
 
 
 class ChecksumError(RuntimeError):
@@ -178,171 +176,6 @@ def _progress_bar(total, initial, name):
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name)
 
 
-class ArchiveError(ValueError):
-    """An archive that cannot or must not be unpacked (corrupt, hostile, too big); the message says why and what
-    to do. Nothing of it is left in the target folder."""
-
-
-MAX_UNPACKED_BYTES = 64 << 30  # the largest dataset archive (Cityscapes leftImg8bit, 11 GB) unpacks to ~11.6 GB
-MAX_RATIO = 100  # images are already compressed: a real dataset zip unpacks to ~1-5x its size, a zip bomb to 1000x
-CHUNK = 1 << 20
-
-
-class UnpackBudget:
-    """How many bytes an archive may unpack to; ``declare`` checks the sizes its headers declare before
-    anything is written, ``spend`` counts the bytes actually written (a header can lie)."""
-
-    def __init__(self, limit: int, archive, why: str = ""):
-        self.limit, self.archive, self.why, self.declared, self.written = limit, archive, why, 0, 0
-
-    def _refuse(self, amount: int, what: str):
-        raise ArchiveError(f"{self.archive} {what} {amount:,} bytes, more than the limit of {self.limit:,}"
-                           f"{self.why}: a zip bomb? "
-                           f"If you trust it, allow more with --max-unpacked-gb N (extract(..., max_bytes=N))")
-
-    def declare(self, size: int) -> None:
-        self.declared += size
-        if self.declared > self.limit:
-            self._refuse(self.declared, "would unpack to")
-
-    def spend(self, size: int) -> None:
-        self.written += size
-        if self.written > self.limit:
-            self._refuse(self.written, "unpacked to more than")
-
-
-def copy_counted(src, path: Path, budget: UnpackBudget) -> None:
-    """Copy the stream ``src`` to ``path`` chunk by chunk, charging every byte to ``budget``."""
-    with open(path, "wb") as out:
-        while chunk := src.read(CHUNK):
-            budget.spend(len(chunk))
-            out.write(chunk)
-
-
-LINK_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.islnk, "a hard link"),
-              (tarfile.TarInfo.ischr, "a character device"), (tarfile.TarInfo.isblk, "a block device"),
-              (tarfile.TarInfo.isfifo, "a fifo"))
-
-
-def extract(archive: str | Path, dest: str | Path, max_bytes: int | None = None) -> Path:
-    """Unpack a .zip / .tar(.gz) into ``dest`` safely; returns ``dest``.
-
-    Members go to a temporary folder ``dest/.extracting-<name>`` and are moved into place only after the whole
-    archive was read; any failure removes that folder and raises one :class:`ArchiveError`. Refused: members that
-    would land outside ``dest``, links and devices (dataset archives hold only files and folders), a corrupt
-    archive, and more than ``max_bytes`` unpacked (default: ``MAX_RATIO`` x the archive's size + 1 MiB, at
-    most ``MAX_UNPACKED_BYTES``; checked on the declared sizes first, then on the bytes written). A folder
-    that already exists in ``dest`` is merged into (files of the same name replaced), never deleted."""
-    archive, dest = Path(archive), Path(dest)
-    if max_bytes is None:
-        size = archive.stat().st_size
-        budget = UnpackBudget(min(MAX_UNPACKED_BYTES, MAX_RATIO * size + (1 << 20)), archive,
-                              f" ({MAX_RATIO}x its size + 1 MiB, at most {MAX_UNPACKED_BYTES >> 30} GiB)")
-    else:
-        budget = UnpackBudget(max_bytes, archive)
-    tmp = dest / f".extracting-{archive.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        if zipfile.is_zipfile(archive):
-            _extract_zip(archive, tmp, budget)
-        elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, tmp, budget)
-        else:
-            raise ArchiveError(f"{archive} is neither a zip nor a tar archive (a partial or corrupt download?)")
-        for entry in tmp.iterdir():
-            _check_merge(entry, dest / entry.name)
-        for entry in tmp.iterdir():
-            _merge(entry, dest / entry.name)
-    except ArchiveError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except (zipfile.BadZipFile, zlib.error, tarfile.TarError, EOFError, NotImplementedError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ArchiveError(f"{archive} is corrupt and cannot be unpacked ({type(err).__name__}: {err}); "
-                           f"download or copy it again") from None
-    except BaseException:  # an interrupt or a full disk: nothing half-made is left; a rerun starts afresh
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rmdir()
-    return dest
-
-
-def _extract_zip(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
-    with zipfile.ZipFile(archive) as z:
-        infos = z.infolist()
-        _check_members([i.filename for i in infos], tmp)
-        for info in infos:
-            budget.declare(info.file_size)
-        for info in infos:
-            path = tmp / info.filename
-            if info.is_dir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src:
-                copy_counted(src, path, budget)
-
-
-def _extract_tar(archive: Path, tmp: Path, budget: UnpackBudget) -> None:
-    with tarfile.open(archive) as t:
-        members = t.getmembers()
-        _check_members([m.name for m in members], tmp)
-        for m in members:
-            kind = next((what for test, what in LINK_KINDS if test(m)), None)
-            if kind:
-                raise ArchiveError(f"{archive}: member {m.name!r} is {kind}; dataset archives hold only files and "
-                                   f"folders, so it was refused and nothing was unpacked")
-            budget.declare(m.size if m.isfile() else 0)
-        for m in members:
-            if m.isdir():
-                (tmp / m.name).mkdir(parents=True, exist_ok=True)
-            elif m.isfile():
-                (tmp / m.name).parent.mkdir(parents=True, exist_ok=True)
-                copy_counted(t.extractfile(m), tmp / m.name, budget)
-
-
-def _check_members(names, root: Path) -> None:
-    root = root.resolve()
-    for name in names:
-        if not (root / name).resolve().is_relative_to(root):
-            raise ArchiveError(f"archive member {name!r} would be written outside {root}; refusing to extract")
-
-
-def _check_merge(src: Path, target: Path) -> None:
-    """Refuse (before anything moves) an entry whose kind clashes with what is already there."""
-    if not target.exists() and not target.is_symlink():
-        return
-    if src.is_dir() != (target.is_dir() and not target.is_symlink()):
-        there, new = ("a folder", "a file") if target.is_dir() else ("a file", "a folder")
-        raise ArchiveError(f"{target} is already {there} but the archive holds {new} of that name; move it away "
-                           f"and run again (nothing was changed)")
-    if src.is_dir():
-        for entry in src.iterdir():
-            _check_merge(entry, target / entry.name)
-
-
-def _merge(src: Path, target: Path) -> None:
-    """Move ``src`` to ``target``; a folder that exists receives the archive's entries (nothing of it deleted)."""
-    if src.is_dir() and target.is_dir():
-        for entry in src.iterdir():
-            _merge(entry, target / entry.name)
-        src.rmdir()
-    else:
-        os.replace(src, target)
-
-
-def copy_file(src: str | Path, dest: str | Path, chunk_size: int = 16 << 20) -> Path:
-    """Copy ``src`` to ``dest`` through ``dest.part`` and an atomic rename (a cut copy never looks complete)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    with open(src, "rb") as fin, open(part, "wb") as fout:
-        shutil.copyfileobj(fin, fout, chunk_size)
-    os.replace(part, dest)
-    return dest
-
-
 def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False, progress: bool = True,
                     archive: str | Path | None = None, url: str | None = None, md5: str | None = ADE20K_ZIP.md5,
                     log=print, max_bytes: int | None = None) -> Path:
@@ -353,7 +186,7 @@ def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False
     If it exists it is checked and reused (nothing is downloaded); otherwise it is downloaded there (an interrupted
     download resumes from ``archive.part`` next time). Either way it is copied to ``root`` (local disk: unpacking
     from a network drive is slow), unpacked, and the local copy removed (also when unpacking fails).
-    ``url``/``md5``: a mirror and its checksum; ``max_bytes``: see :func:`extract`.
+    ``url``/``md5``: a mirror and its checksum; ``max_bytes``: see :func:`~setr_edu.data.archives.extract`.
     """
     root = Path(root)
     target = root / "ADEChallengeData2016"
@@ -385,32 +218,3 @@ def download_ade20k(root: str | Path = "data/ade20k", keep_archive: bool = False
     if not keep_archive:
         local.unlink()
     return target
-
-
-# --- python -m setr_edu data ----------------------------------------------------------------------------------------
-OFFICIAL_SIZES = dict(ade20k=(20_210, 2_000), cityscapes=(2_975, 500), pascal_context=(4_996, 5_104))
-CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
-# Cityscapes label id -> train id (the 19 evaluated classes; 255 = ignored), the table of cityscapesScripts'
-# helpers/labels.py: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2, ..., bicycle 33 -> 18.
-CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-                        26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-
-
-def cityscapes_train_ids(root: str | Path, log=print) -> int:
-    """Write ``*_gtFine_labelTrainIds.png`` next to every ``*_gtFine_labelIds.png`` of the train and val splits
-    that lacks one (what cityscapesScripts' ``csCreateTrainIdLabelImgs`` writes from the polygons: each pixel's id
-    mapped through :data:`CITYSCAPES_TRAIN_IDS`); returns how many files were written."""
-    import numpy as np
-    from PIL import Image
-
-    table = np.full(256, 255, np.uint8)
-    table[list(CITYSCAPES_TRAIN_IDS)] = list(CITYSCAPES_TRAIN_IDS.values())
-    todo = [p for split in ("train", "val") for p in sorted((Path(root) / "gtFine" / split).glob("*/*_labelIds.png"))
-            if not p.with_name(p.name.replace("_labelIds", "_labelTrainIds")).is_file()]
-    if todo:
-        log(f"writing {len(todo)} labelTrainIds files (19 classes) from the labelIds files")
-    for p in todo:
-        out = p.with_name(p.name.replace("_labelIds", "_labelTrainIds"))
-        Image.fromarray(table[np.asarray(Image.open(p))]).save(out.with_suffix(".tmp.png"))
-        os.replace(out.with_suffix(".tmp.png"), out)
-    return len(todo)

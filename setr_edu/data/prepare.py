@@ -7,12 +7,42 @@ dataset classes (:mod:`setr_edu.data.datasets`), or says what only the user can 
 """
 from __future__ import annotations
 
+import os
 import urllib.error
 from pathlib import Path
 
 from .datasets import ADE20K, Cityscapes, DatasetNotFoundError, PascalContext
-from .download import (ADE20K_ZIP, CITYSCAPES_ZIPS, COLAB_ARCHIVE, OFFICIAL_SIZES, ArchiveError, ChecksumError,
-                       cityscapes_train_ids, download_ade20k, extract, instructions)
+from .archives import ArchiveError, extract
+from .download import ADE20K_ZIP, COLAB_ARCHIVE, ChecksumError, download_ade20k, instructions
+
+
+# --- the official sizes and Cityscapes' label ids ----------------------------------------------------------------------------------------
+OFFICIAL_SIZES = dict(ade20k=(20_210, 2_000), cityscapes=(2_975, 500), pascal_context=(4_996, 5_104))
+CITYSCAPES_ZIPS = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
+# Cityscapes label id -> train id (the 19 evaluated classes; 255 = ignored), the table of cityscapesScripts'
+# helpers/labels.py: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2, ..., bicycle 33 -> 18.
+CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+                        26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+
+
+def cityscapes_train_ids(root: str | Path, log=print) -> int:
+    """Write ``*_gtFine_labelTrainIds.png`` next to every ``*_gtFine_labelIds.png`` of the train and val splits
+    that lacks one (what cityscapesScripts' ``csCreateTrainIdLabelImgs`` writes from the polygons: each pixel's id
+    mapped through :data:`CITYSCAPES_TRAIN_IDS`); returns how many files were written."""
+    import numpy as np
+    from PIL import Image
+
+    table = np.full(256, 255, np.uint8)
+    table[list(CITYSCAPES_TRAIN_IDS)] = list(CITYSCAPES_TRAIN_IDS.values())
+    todo = [p for split in ("train", "val") for p in sorted((Path(root) / "gtFine" / split).glob("*/*_labelIds.png"))
+            if not p.with_name(p.name.replace("_labelIds", "_labelTrainIds")).is_file()]
+    if todo:
+        log(f"writing {len(todo)} labelTrainIds files (19 classes) from the labelIds files")
+    for p in todo:
+        out = p.with_name(p.name.replace("_labelIds", "_labelTrainIds"))
+        Image.fromarray(table[np.asarray(Image.open(p))]).save(out.with_suffix(".tmp.png"))
+        os.replace(out.with_suffix(".tmp.png"), out)
+    return len(todo)
 
 
 def check_layout(dataset: str, root: str | Path) -> dict[str, int]:
@@ -31,8 +61,9 @@ def _stamp(zip_path: Path) -> tuple[Path, str]:
 
 def unpack_cityscapes(root: Path, max_bytes: int | None = None, log=print) -> None:
     """Unpack each official Cityscapes zip found in ``root`` that has not been unpacked completely yet: a zip is
-    marked done (``<zip>.done``) only after :func:`~setr_edu.data.download.extract` finished, so a run cut off in
-    the middle of ``gtFine`` unpacks ``gtFine`` again next time and leaves the finished ``leftImg8bit`` alone."""
+    marked done (``<zip>.done``) only after :func:`~setr_edu.data.archives.extract` finished, so a run cut off in
+    the middle of ``gtFine`` leaves the finished ``leftImg8bit`` alone and resumes ``gtFine`` after its members
+    already written."""
     for name in CITYSCAPES_ZIPS:
         z = root / name
         if not z.is_file():
@@ -50,7 +81,7 @@ def prepare(dataset: str, root: str | Path, archive: str | Path | None = None, u
             max_bytes: int | None = None) -> int:
     """``python -m setr_edu data``: make ``dataset`` ready at ``root``; returns the exit status (0: ready,
     2: something only the user can do, explained). ``max_bytes``: the unpacking limit of
-    :func:`~setr_edu.data.download.extract` (default: its zip-bomb guard)."""
+    :func:`~setr_edu.data.archives.extract` (default: its zip-bomb guard)."""
     root = Path(root).expanduser()
     if dataset == "ade20k":
         download_ade20k(root, keep_archive, progress, archive, url, md5 or ADE20K_ZIP.md5, log, max_bytes)
