@@ -27,7 +27,7 @@ from .model import (
     resize_pos_embed,
 )
 from .convert import ConversionReport, load_mmseg_setr, load_official_setr  # released SETR checkpoints
-from .profile import PROFILES, Profile, get_profile, seed_everything
+from .profile import PROFILES, Profile, get_profile, seed_everything, toy_profile
 from .recipes import Recipe, get_recipe, list_recipes  # engine helper: training recipes
 from .engine.trainer import Trainer, train  # engine helper: the training loop
 
