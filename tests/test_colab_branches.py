@@ -12,8 +12,9 @@ makes the mount point a symbolic link to a temporary folder (the reader's "Drive
 ``output.enable_custom_widget_manager()`` does nothing. Chapter 12 also runs with a small fake ADE20K zip on
 "Drive" (it must unpack it to local disk, train the Colab recipe at toy scale into Drive and draw the curves).
 
-Cost. Running all 28 this way executes every notebook a second time (nbval already runs them under ci): 2,900 s
-of test time measured on a loaded 2-core machine, too much for CI. So CI gets the same guarantee in pieces:
+Cost. Running all 28 this way executes every notebook a second time (nbval already runs them under ci): the whole
+file took 200 s on an idle 2-core machine, but 540 s (28 notebooks) to 2,900 s on loaded ones, too much for CI's
+budget. So CI gets the same guarantee in pieces:
 nbval itself runs every notebook from a new empty folder (book/conftest.py), the wheel must carry every data file
 of the package, nothing but the setup cell and chapter 12 may branch on Colab (checked below), the setup cell's
 Colab branch is tested with a fake pip and git, and chapters 12 and 16 run here in full. ``SETR_EDU_COLAB_ALL=1``
