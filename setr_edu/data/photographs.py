@@ -30,7 +30,7 @@ PHOTOS = {
     "coffee": Photo("coffee.jpg", (400, 600), "a cup of coffee on a wooden table",
                     "Rachel Michetti / Pikolo Espresso Bar, CC0 (public domain), via scikit-image",
                     "scikit-image 0.26.0 skimage/data/coffee.png, re-encoded as JPEG (quality 90)"),
-    "rocket": Photo("rocket.jpg", (427, 640), "the launch of DSCOVR on a Falcon 9",
+    "rocket": Photo("rocket.jpg", (427, 640), "the Falcon 9 carrying DSCOVR on its launch pad",
                     "SpaceX, public domain, via scikit-image",
                     "https://www.flickr.com/photos/spacexphotos/16511594820/ (scikit-image 0.26.0 "
                     "skimage/data/rocket.jpg)"),
