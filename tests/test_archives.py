@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_helpers import cityscapes_zips
 
 from setr_edu.cli import main
 from setr_edu.data import archives
@@ -145,27 +146,9 @@ def test_the_drive_archive_path_is_the_one_ch12_uses():
 
 
 # ---------------------------------------------------------------- Cityscapes resumes per archive
-def _png(shape) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros(shape, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _cityscapes_zips(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(root / "leftImg8bit_trainvaltest.zip", "w") as z:
-        for split in ("train", "val"):
-            z.writestr(f"leftImg8bit/{split}/aachen/aachen_000000_000019_leftImg8bit.png", _png((12, 16, 3)))
-    with zipfile.ZipFile(root / "gtFine_trainvaltest.zip", "w") as z:
-        for split in ("train", "val"):
-            z.writestr(f"gtFine/{split}/aachen/aachen_000000_000019_gtFine_labelIds.png", _png((12, 16)))
-
-
 def test_an_interrupted_cityscapes_unpack_resumes_with_the_unfinished_archive(tmp_path, monkeypatch, capsys):
     root = tmp_path / "cs"
-    _cityscapes_zips(root)
+    cityscapes_zips(root, labels="labelIds")
     real_extract, calls = archives.extract, []
 
     def cut_at_gtfine(archive, dest, *a, **k):

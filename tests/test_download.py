@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from data_helpers import cityscapes_zips
 
 from setr_edu.cli import main
 from setr_edu.data import ADE20K
@@ -168,25 +169,9 @@ def test_data_for_login_datasets_prints_the_steps_with_the_root(tmp_path, capsys
 
 def test_data_cityscapes_unpacks_the_official_zips_found_in_root(tmp_path, capsys):
     root = tmp_path / "cs"
-    root.mkdir()
-    with zipfile.ZipFile(root / "leftImg8bit_trainvaltest.zip", "w") as z:
-        for split in ("train", "val"):
-            z.writestr(f"leftImg8bit/{split}/aachen/aachen_000000_000019_leftImg8bit.png", _png((12, 16, 3)))
-    with zipfile.ZipFile(root / "gtFine_trainvaltest.zip", "w") as z:
-        for split in ("train", "val"):
-            z.writestr(f"gtFine/{split}/aachen/aachen_000000_000019_gtFine_labelTrainIds.png", _png((12, 16)))
+    cityscapes_zips(root)
     assert main(["data", "cityscapes", "--root", str(root)]) == 0
     assert "1 training and 1 validation images" in capsys.readouterr().out
-
-
-def _png(shape) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros(shape, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_data_cityscapes_writes_train_ids_from_label_ids(tmp_path, capsys):

@@ -17,23 +17,17 @@ PHOTO_DIR = Path(__file__).with_name("photos")
 @dataclass(frozen=True)
 class Photo:
     """One shipped photograph: its file in ``PHOTO_DIR``, size as ``(height, width)``, and who took it under
-    which licence (``credit``: one line for a caption)."""
+    which licence (``credit``: one line for a caption; ``photos/README.md`` has the full record)."""
 
     file: str
     size: tuple[int, int]
-    subject: str
     credit: str
-    source: str
 
 
 PHOTOS = {
-    "coffee": Photo("coffee.jpg", (400, 600), "a cup of coffee on a wooden table",
-                    "Rachel Michetti / Pikolo Espresso Bar, CC0 (public domain), via scikit-image",
-                    "scikit-image 0.26.0 skimage/data/coffee.png, re-encoded as JPEG (quality 90)"),
-    "rocket": Photo("rocket.jpg", (427, 640), "the Falcon 9 carrying DSCOVR on its launch pad",
-                    "SpaceX, public domain, via scikit-image",
-                    "https://www.flickr.com/photos/spacexphotos/16511594820/ (scikit-image 0.26.0 "
-                    "skimage/data/rocket.jpg)"),
+    "coffee": Photo("coffee.jpg", (400, 600),
+                    "Rachel Michetti / Pikolo Espresso Bar, CC0 (public domain), via scikit-image"),
+    "rocket": Photo("rocket.jpg", (427, 640), "SpaceX, public domain, via scikit-image"),
 }
 
 
